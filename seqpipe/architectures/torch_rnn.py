@@ -1,0 +1,108 @@
+"""Built-in plugin: ``lstm``, ``gru`` and ``rnn`` on the fast ``torch.nn`` kernels.
+
+Registered through the same ``seqpipe_architectures`` hook as any external plugin.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import torch
+from torch import nn
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+from seqpipe.architectures.padding import summarize
+from seqpipe.architectures.spec import ArchitectureSpec, BodyConfig
+from seqpipe.hookspecs import hookimpl
+
+_RNN_CLASSES = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN}
+#: Activations cuDNN/ATen implement natively: (activation, recurrent_activation).
+_NATIVE_GATED = ("tanh", "sigmoid")
+_RNN_NONLINEARITIES = ("tanh", "relu")
+
+
+class TorchRecurrentBody(nn.Module):
+    """``nn.LSTM``/``nn.GRU``/``nn.RNN`` (batch first) behind the body contract.
+
+    Causal bodies run on the padded batch and read each sequence's last valid step
+    (later steps cannot leak backwards). Bidirectional bodies with ragged lengths
+    are packed, so the backward direction starts at each sequence's own end.
+    """
+
+    def __init__(self, kind: str, config: BodyConfig) -> None:
+        super().__init__()
+        kwargs = {}
+        if kind == "rnn":
+            kwargs["nonlinearity"] = config.activation
+        self.kind = kind
+        self.hidden_size = config.hidden_size
+        self.bidirectional = config.bidirectional
+        self.output_size = config.hidden_size * config.num_directions
+        self.rnn = _RNN_CLASSES[kind](
+            input_size=config.input_size,
+            hidden_size=config.hidden_size,
+            num_layers=config.num_layers,
+            bidirectional=config.bidirectional,
+            dropout=config.dropout if config.num_layers > 1 else 0.0,
+            batch_first=True,
+            **kwargs,
+        )
+
+    def forward(
+        self, x: torch.Tensor, lengths: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        if lengths is not None and self.bidirectional:
+            packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
+            out, _ = self.rnn(packed)
+            out, _ = pad_packed_sequence(out, batch_first=True, total_length=x.shape[1])
+        else:
+            out, _ = self.rnn(x)
+        return out, summarize(out, lengths, self.hidden_size, self.bidirectional)
+
+
+def _activation_name(value: str | None) -> str:
+    return "linear" if value is None else str(value).lower()
+
+
+def _build(kind: str, config: BodyConfig) -> nn.Module:
+    activation = _activation_name(config.activation)
+    recurrent = _activation_name(config.recurrent_activation)
+    if kind == "rnn":
+        if activation not in _RNN_NONLINEARITIES:
+            raise ValueError(
+                f"architecture 'rnn' supports activation in {list(_RNN_NONLINEARITIES)}, "
+                f"got {config.activation!r}"
+            )
+        return TorchRecurrentBody(kind, replace(config, activation=activation))
+    if (activation, recurrent) != _NATIVE_GATED:
+        # Keras-style activations need a hand-written cell; imported lazily so the
+        # fast path never pays for it.
+        from seqpipe.architectures import cells
+
+        return cells.build_custom(kind, config)
+    return TorchRecurrentBody(kind, config)
+
+
+def _spec(kind: str, description: str) -> ArchitectureSpec:
+    def build(config: BodyConfig) -> nn.Module:
+        return _build(kind, config)
+
+    build.__name__ = f"build_{kind}"
+    return ArchitectureSpec(
+        name=kind,
+        build=build,
+        description=description,
+        test_params=(
+            {"hidden_size": 8},
+            {"hidden_size": 6, "num_layers": 2, "bidirectional": True, "dropout": 0.1},
+        ),
+    )
+
+
+@hookimpl
+def seqpipe_architectures() -> list[ArchitectureSpec]:
+    return [
+        _spec("lstm", "Long short-term memory (torch.nn.LSTM; custom cell for Keras activations)"),
+        _spec("gru", "Gated recurrent unit (torch.nn.GRU; custom cell for Keras activations)"),
+        _spec("rnn", "Elman RNN with tanh or relu (torch.nn.RNN)"),
+    ]
