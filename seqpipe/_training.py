@@ -1,0 +1,141 @@
+"""The training loop: in-memory tensors, index batches, one host sync per epoch.
+
+Deliberately no DataLoader: for data already in memory its per-batch collation
+costs more than the small recurrent models we train. Losses are accumulated on the
+device and read once per epoch, so the loop does not stall the GPU per batch.
+"""
+
+from __future__ import annotations
+
+import copy
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+LossFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor | None], torch.Tensor]
+
+
+@dataclass
+class TensorData:
+    """Inputs, targets, lengths (CPU, or None) and per-step mask (or None)."""
+
+    X: torch.Tensor
+    y: torch.Tensor
+    lengths: torch.Tensor | None = None
+    mask: torch.Tensor | None = None
+
+    def __len__(self) -> int:
+        return self.X.shape[0]
+
+    def take(self, index: torch.Tensor | slice) -> TensorData:
+        lengths = None if self.lengths is None else self.lengths[_cpu(index)]
+        mask = None if self.mask is None else self.mask[index]
+        return TensorData(self.X[index], self.y[index], lengths, mask)
+
+
+def _cpu(index: torch.Tensor | slice) -> torch.Tensor | slice:
+    return index.cpu() if isinstance(index, torch.Tensor) else index
+
+
+def mse_loss(output: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    if mask is None:
+        return nn.functional.mse_loss(output, target)
+    # Per-step targets of ragged batches: average over valid steps only.
+    squared = (output - target).square() * mask.unsqueeze(-1)
+    return squared.sum() / (mask.sum() * output.shape[-1]).clamp_min(1)
+
+
+def cross_entropy_loss(output: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    return nn.functional.cross_entropy(output, target)
+
+
+@dataclass
+class LoopSettings:
+    epochs: int
+    batch_size: int
+    shuffle: bool
+    patience: int | None
+    clip_grad_norm: float | None
+    verbose: int
+
+
+def _evaluate(module: nn.Module, data: TensorData, loss_fn: LossFn, batch_size: int) -> float:
+    module.eval()
+    total = torch.zeros((), device=data.X.device)
+    with torch.no_grad():
+        for start in range(0, len(data), batch_size):
+            batch = data.take(slice(start, start + batch_size))
+            total += loss_fn(module(batch.X, batch.lengths), batch.y, batch.mask) * len(batch)
+    return float(total) / len(data)
+
+
+def train_epochs(
+    module: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    loss_fn: LossFn,
+    train: TensorData,
+    valid: TensorData | None,
+    settings: LoopSettings,
+    generator: torch.Generator,
+    history: list[dict[str, float]],
+) -> int | None:
+    """Run the epochs, appending one dict per epoch to ``history``.
+
+    With ``valid`` data, stops after ``patience`` epochs without improvement and
+    restores the best weights; returns the best epoch number (1-based) or None.
+    """
+    n = len(train)
+    batch_size = min(settings.batch_size, n)
+    best_loss, best_epoch, best_state = float("inf"), None, None
+    first_epoch = len(history) + 1
+    for epoch in range(first_epoch, first_epoch + settings.epochs):
+        started = time.perf_counter()
+        module.train()
+        order = torch.randperm(n, generator=generator).to(train.X.device) if settings.shuffle else None
+        total = torch.zeros((), device=train.X.device)
+        for start in range(0, n, batch_size):
+            index = order[start : start + batch_size] if order is not None else slice(start, start + batch_size)
+            batch = train.take(index)
+            optimizer.zero_grad(set_to_none=True)
+            loss = loss_fn(module(batch.X, batch.lengths), batch.y, batch.mask)
+            loss.backward()
+            if settings.clip_grad_norm is not None:
+                nn.utils.clip_grad_norm_(module.parameters(), settings.clip_grad_norm)
+            optimizer.step()
+            total += loss.detach() * len(batch)
+        record = {"epoch": epoch, "train_loss": float(total) / n}
+        if valid is not None:
+            record["valid_loss"] = _evaluate(module, valid, loss_fn, max(batch_size, 1024))
+        record["seconds"] = time.perf_counter() - started
+        history.append(record)
+        _report(record, settings, first_epoch)
+        if valid is None:
+            continue
+        if record["valid_loss"] < best_loss:
+            best_loss, best_epoch = record["valid_loss"], epoch
+            best_state = copy.deepcopy(module.state_dict())
+        elif settings.patience is not None and epoch - best_epoch >= settings.patience:
+            break
+    if best_state is not None:
+        module.load_state_dict(best_state)
+    module.eval()
+    if settings.verbose == 1:
+        print(file=sys.stderr)
+    return best_epoch
+
+
+def _report(record: dict[str, float], settings: LoopSettings, first_epoch: int) -> None:
+    if not settings.verbose:
+        return
+    last = first_epoch + settings.epochs - 1
+    losses = "  ".join(f"{k}={v:.5g}" for k, v in record.items() if k.endswith("_loss"))
+    if settings.verbose >= 2:
+        print(f"epoch {record['epoch']}/{last}  {losses}  {record['seconds']:.3f}s", file=sys.stderr)
+        return
+    done = (record["epoch"] - first_epoch + 1) / settings.epochs
+    bar = "#" * int(30 * done)
+    print(f"\r[{bar:<30}] epoch {record['epoch']}/{last}  {losses}", end="", file=sys.stderr, flush=True)

@@ -1,0 +1,487 @@
+"""Per-feature standardization of sequence batches, and the batch validation it shares.
+
+scikit-learn's own scalers reject 3-D input, so users of sequence models end up
+writing ``X.reshape(-1, F)`` by hand, usually forgetting that NaN padding must not
+reach the statistics. The helpers here do that validation once for every
+sequence-aware transformer in :mod:`seqpipe.preprocessing`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.utils.validation import FLOAT_DTYPES, check_array, check_is_fitted
+
+_EXPECTED = (
+    "3-D (n_samples, n_timesteps, n_features), 2-D (n_samples, n_timesteps) with a "
+    "single feature, or a list of 1-D (n_timesteps,) or 2-D (n_timesteps, n_features) "
+    "sequences"
+)
+
+
+@dataclass
+class _Batch:
+    """A validated batch, held as 3-D so every transformer needs a single code path.
+
+    ``data`` is an ``(n, T, F)`` array, or for list input a list of ``(T_i, F)``
+    arrays. ``lengths`` holds the number of valid (non-padding) steps per sequence,
+    or is None for an array without any padding, which lets callers use cheap
+    reshapes instead of boolean indexing.
+    """
+
+    data: np.ndarray | list[np.ndarray]
+    lengths: np.ndarray | None
+    squeeze: bool
+    n_samples: int
+    n_features: int
+
+    @property
+    def is_list(self) -> bool:
+        return isinstance(self.data, list)
+
+    def _valid_steps(self) -> np.ndarray:
+        return np.arange(self.data.shape[1]) < self.lengths[:, None]
+
+    def rows(self) -> np.ndarray:
+        """Every valid time step as one row of an ``(n_valid_steps, F)`` matrix."""
+        if self.is_list:
+            return np.concatenate(
+                [item[:length] for item, length in zip(self.data, self.lengths, strict=True)]
+            )
+        flat = self.data.reshape(-1, self.n_features)
+        if self.lengths is None:
+            return flat
+        return flat[self._valid_steps().ravel()]
+
+    def scatter(self, out_rows: np.ndarray) -> np.ndarray | list[np.ndarray]:
+        """Put transformed rows back where :meth:`rows` took them, padding as NaN."""
+        n_out = out_rows.shape[1]
+        if self.lengths is not None and out_rows.dtype.kind != "f":
+            # Padding has to be representable.
+            out_rows = out_rows.astype(np.float64)
+        if self.is_list:
+            pieces = np.split(out_rows, np.cumsum(self.lengths)[:-1])
+            out = []
+            for piece, item in zip(pieces, self.data, strict=True):
+                pad = item.shape[0] - piece.shape[0]
+                if pad:
+                    piece = np.concatenate([piece, np.full((pad, n_out), np.nan, piece.dtype)])
+                out.append(piece)
+            return self.restore(out)
+        n, t = self.data.shape[:2]
+        if self.lengths is None:
+            return self.restore(out_rows.reshape(n, t, n_out))
+        full = np.full((n * t, n_out), np.nan, dtype=out_rows.dtype)
+        full[self._valid_steps().ravel()] = out_rows
+        return self.restore(full.reshape(n, t, n_out))
+
+    def apply(self, func: Callable[[np.ndarray], np.ndarray]) -> np.ndarray | list[np.ndarray]:
+        """Run an element-wise, NaN-propagating ``func`` on the whole batch."""
+        if self.is_list:
+            return self.restore([func(item) for item in self.data])
+        return self.restore(func(self.data))
+
+    def restore(self, out: np.ndarray | list[np.ndarray]) -> np.ndarray | list[np.ndarray]:
+        """Give 3-D results back in the layout the caller passed in."""
+        if not self.squeeze:
+            return out
+        if isinstance(out, list):
+            return [item[:, 0] for item in out]
+        return out[..., 0]
+
+
+def _is_sequence_list(X: Any) -> bool:
+    """Whether ``X`` is a list of separate sequences rather than one nested array.
+
+    A list of arrays is always a batch of sequences; a nested list of numbers is
+    only one when its rows differ in length (otherwise it is a plain 2-D array).
+    """
+    if not isinstance(X, (list, tuple)) or len(X) == 0:
+        return False
+    if all(hasattr(item, "shape") for item in X):
+        return True
+    try:
+        return len({len(item) for item in X}) > 1
+    except TypeError:
+        return False
+
+
+def _valid_lengths(data: np.ndarray, where: str) -> np.ndarray | None:
+    """Valid steps per sequence of a ``(n, T, F)`` array; None when nothing is padded.
+
+    Raises if ``data`` has inf, or NaN anywhere other than whole trailing steps.
+    """
+    total = np.sum(data, dtype=np.float64)
+    if np.isfinite(total):
+        return None
+    inf = np.isinf(data)
+    if inf.any():
+        i, t, f = np.argwhere(inf)[0]
+        raise ValueError(
+            f"{where} contains infinity at sample {i}, time step {t}, feature {f}. "
+            "Only NaN is allowed, and only as trailing padding."
+        )
+    nan = np.isnan(data)
+    if not nan.any():
+        # The float64 sum overflowed on large finite values.
+        return None
+    padding = nan.all(axis=2)
+    partial = nan.any(axis=2) & ~padding
+    if partial.any():
+        i, t = np.argwhere(partial)[0]
+        raise ValueError(
+            f"{where} has NaN in only some features at sample {i}, time step {t}. NaN is "
+            "allowed only as padding: whole trailing time steps where every feature is "
+            "NaN. Fill missing values before this step."
+        )
+    gap = padding[:, :-1] & ~padding[:, 1:]
+    if gap.any():
+        i, t = np.argwhere(gap)[0]
+        raise ValueError(
+            f"{where} has an all-NaN time step at sample {i}, time step {t}, followed by "
+            "valid data. NaN is allowed only as trailing padding at the end of the time "
+            "axis; fill gaps inside sequences before this step."
+        )
+    if padding[:, 0].any():
+        i = int(np.flatnonzero(padding[:, 0])[0])
+        raise ValueError(
+            f"{where} sample {i} is all NaN padding; every sequence needs at least one "
+            "valid time step."
+        )
+    return data.shape[1] - padding.sum(axis=1)
+
+
+def _check_n_features(estimator: Any, n_features: int, reset: bool) -> None:
+    if reset:
+        return
+    expected = estimator.n_features_in_
+    if n_features != expected:
+        raise ValueError(
+            f"X has {n_features} features, but {type(estimator).__name__} is expecting "
+            f"{expected} features as input."
+        )
+
+
+def _validate_batch(
+    X: Any,
+    estimator: Any,
+    *,
+    reset: bool,
+    copy: bool = False,
+    writeable: bool = False,
+) -> _Batch:
+    """Validate sequence input for ``estimator`` and return it as a :class:`_Batch`."""
+    name = type(estimator).__name__
+    array_kwargs = dict(
+        accept_sparse=False,
+        dtype=FLOAT_DTYPES,
+        copy=copy,
+        force_writeable=writeable,
+        ensure_all_finite=False,
+        ensure_2d=False,
+        ensure_min_samples=0,
+        ensure_min_features=0,
+        estimator=estimator,
+    )
+    if _is_sequence_list(X):
+        return _validate_list(X, estimator, reset=reset, array_kwargs=array_kwargs)
+
+    if isinstance(X, (list, tuple)) and len(X) == 0:
+        raise ValueError(f"{name} got an empty list; X needs at least 1 sequence.")
+    data = check_array(X, allow_nd=True, **array_kwargs)
+    if data.ndim not in (2, 3):
+        hint = (
+            " Reshape your data: X.reshape(1, -1) if it is one univariate sequence, or "
+            "cut a long series into training windows with seqpipe.preprocessing.make_windows."
+            if data.ndim == 1
+            else ""
+        )
+        raise ValueError(f"{name} expects {_EXPECTED}; got an array of shape {data.shape}.{hint}")
+    if data.shape[0] == 0:
+        raise ValueError(
+            f"Found array with 0 sample(s) (shape={data.shape}) while a minimum of 1 is "
+            f"required by {name}."
+        )
+    if data.ndim == 2:
+        if data.shape[1] == 0:
+            # Worded like scikit-learn so generic tooling recognises it, even though
+            # the empty axis of a 2-D X is time.
+            raise ValueError(
+                f"Found array with 0 feature(s) (shape={data.shape}) while a minimum of 1 "
+                f"is required by {name}: a 2-D X is (n_samples, n_timesteps), so these "
+                "sequences have no time steps."
+            )
+        data = data[..., np.newaxis]
+        squeeze = True
+    else:
+        if data.shape[2] == 0:
+            raise ValueError(
+                f"Found array with 0 feature(s) (shape={data.shape}) while a minimum of 1 "
+                f"is required by {name}."
+            )
+        if data.shape[1] == 0:
+            raise ValueError(
+                f"X has 0 time steps (shape={data.shape}); {name} needs sequences with at "
+                "least 1 time step."
+            )
+        squeeze = False
+    _check_n_features(estimator, data.shape[2], reset)
+    lengths = _valid_lengths(data, "X")
+    return _Batch(data, lengths, squeeze, data.shape[0], data.shape[2])
+
+
+def _validate_list(
+    X: list | tuple, estimator: Any, *, reset: bool, array_kwargs: dict[str, Any]
+) -> _Batch:
+    name = type(estimator).__name__
+    items = []
+    lengths = []
+    for i, item in enumerate(X):
+        where = f"X[{i}]"
+        arr = check_array(item, input_name=where, allow_nd=True, **array_kwargs)
+        if arr.ndim not in (1, 2):
+            raise ValueError(
+                f"{name} got a list whose sequence {where} has shape {arr.shape}; each "
+                "sequence in a list must be 1-D (n_timesteps,) or 2-D "
+                "(n_timesteps, n_features)."
+            )
+        if arr.shape[0] == 0:
+            raise ValueError(f"Sequence {where} has 0 time steps; each needs at least 1.")
+        if items and arr.ndim != items[0].ndim:
+            raise ValueError(
+                f"Sequence {where} is {arr.ndim}-D but X[0] is {items[0].ndim}-D; all "
+                "sequences in a list must have the same number of dimensions."
+            )
+        if items and arr.ndim == 2 and arr.shape[1] != items[0].shape[1]:
+            raise ValueError(
+                f"Sequence {where} has {arr.shape[1]} features but X[0] has "
+                f"{items[0].shape[1]}; all sequences must have the same features."
+            )
+        items.append(arr)
+    squeeze = items[0].ndim == 1
+    data = [arr[:, np.newaxis] if squeeze else arr for arr in items]
+    n_features = data[0].shape[1]
+    if n_features == 0:
+        raise ValueError(
+            f"Found array with 0 feature(s) (shape={items[0].shape}) while a minimum of 1 "
+            f"is required by {name}."
+        )
+    _check_n_features(estimator, n_features, reset)
+    for i, arr in enumerate(data):
+        valid = _valid_lengths(arr[np.newaxis], f"Sequence X[{i}]")
+        lengths.append(arr.shape[0] if valid is None else int(valid[0]))
+    return _Batch(data, np.asarray(lengths), squeeze, len(data), n_features)
+
+
+def _feature_names_out(estimator: Any, input_features: Any) -> np.ndarray:
+    check_is_fitted(estimator, "n_features_in_")
+    n_features = estimator.n_features_in_
+    if input_features is None:
+        return np.asarray([f"x{i}" for i in range(n_features)], dtype=object)
+    input_features = np.asarray(input_features, dtype=object)
+    if input_features.ndim != 1 or len(input_features) != n_features:
+        raise ValueError(
+            "input_features should have length equal to number of features "
+            f"({n_features}), got {len(np.atleast_1d(input_features))}"
+        )
+    return input_features
+
+
+class SequenceScaler(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None):
+    """Standardize each feature of sequence data, pooling samples and time steps.
+
+    The 3-D counterpart of :class:`~sklearn.preprocessing.StandardScaler`: every
+    feature ``f`` is mapped to ``(X[..., f] - mean_[f]) / scale_[f]`` where the
+    statistics are taken over all samples *and* all time steps. NaN padding
+    (whole trailing time steps that are NaN in every feature) is left out of the
+    statistics and stays NaN in the output.
+
+    Accepted input: a 3-D array ``(n_samples, n_timesteps, n_features)``; a 2-D
+    array or DataFrame ``(n_samples, n_timesteps)``, read as a single feature and
+    returned 2-D; or a list of 1-D ``(n_timesteps,)`` / 2-D
+    ``(n_timesteps, n_features)`` sequences of different lengths, returned as a
+    list of arrays with the same shapes.
+
+    Parameters
+    ----------
+    with_mean : bool, default=True
+        Subtract the per-feature mean.
+    with_std : bool, default=True
+        Divide by the per-feature standard deviation.
+    copy : bool, default=True
+        If False, transform float ndarrays in place where possible (as
+        ``StandardScaler`` does); a list or a non-float input is still copied.
+
+    Attributes
+    ----------
+    mean_ : ndarray of shape (n_features,)
+        Per-feature mean over every valid time step of every sample.
+    var_ : ndarray of shape (n_features,)
+        Per-feature variance, pooled the same way.
+    scale_ : ndarray of shape (n_features,) or None
+        Per-feature standard deviation, with 1 for constant features so they map
+        to 0 rather than NaN. None when ``with_std=False``.
+    n_features_in_ : int
+        Number of features: ``X.shape[2]`` for 3-D input, 1 for 2-D input.
+    n_samples_seen_ : int
+        Number of sequences seen in ``fit``.
+    n_steps_seen_ : int
+        Number of valid (non-padding) time steps pooled into the statistics.
+
+    See Also
+    --------
+    FeatureWiseTransformer : Apply any 2-D scikit-learn transformer feature-wise.
+
+    Notes
+    -----
+    NaN is only accepted as trailing padding; NaN inside a sequence, NaN in only
+    some features of a step, and inf all raise ``ValueError``. ``set_output`` is
+    not supported because the output is generally 3-D.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from seqpipe.preprocessing import SequenceScaler
+    >>> X = np.array([[[1.0, 10.0], [3.0, 30.0]],
+    ...               [[5.0, 50.0], [np.nan, np.nan]]])   # second sequence is padded
+    >>> scaler = SequenceScaler().fit(X)
+    >>> scaler.mean_
+    array([ 3., 30.])
+    >>> Xt = scaler.transform(X)
+    >>> Xt[:, :, 0]
+    array([[-1.22474487,  0.        ],
+           [ 1.22474487,         nan]])
+    >>> np.allclose(scaler.inverse_transform(Xt), X, equal_nan=True)
+    True
+    """
+
+    def __init__(self, *, with_mean: bool = True, with_std: bool = True, copy: bool = True):
+        self.with_mean = with_mean
+        self.with_std = with_std
+        self.copy = copy
+
+    def fit(self, X: Any, y: Any = None) -> SequenceScaler:
+        """Compute the per-feature mean and standard deviation.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_timesteps, n_features) or \
+(n_samples, n_timesteps), or list of arrays
+            Sequences to learn from; NaN padding is ignored.
+        y : None
+            Ignored; present for pipeline compatibility.
+
+        Returns
+        -------
+        self : SequenceScaler
+            The fitted scaler.
+        """
+        batch = _validate_batch(X, self, reset=True)
+        rows = batch.rows()
+        mean = np.mean(rows, axis=0, dtype=np.float64)
+        var = np.var(rows, axis=0, dtype=np.float64)
+        self.n_features_in_ = batch.n_features
+        self.n_samples_seen_ = batch.n_samples
+        self.n_steps_seen_ = rows.shape[0]
+        self.mean_ = mean
+        self.var_ = var
+        if self.with_std:
+            n = rows.shape[0]
+            eps = np.finfo(np.float64).eps
+            # Scikit-learn's bound on the rounding error of a two-pass variance: a
+            # feature within it is constant, and dividing by its tiny std would only
+            # amplify noise.
+            constant = var <= n * eps * var + (n * mean * eps) ** 2
+            self.scale_ = np.where(constant, 1.0, np.sqrt(var))
+        else:
+            self.scale_ = None
+        return self
+
+    def transform(self, X: Any, copy: bool | None = None) -> np.ndarray | list[np.ndarray]:
+        """Standardize ``X`` with the fitted statistics.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_timesteps, n_features) or \
+(n_samples, n_timesteps), or list of arrays
+            Sequences to scale; any number of time steps, same features as in fit.
+        copy : bool, default=None
+            Overrides the ``copy`` parameter for this call.
+
+        Returns
+        -------
+        X_tr : ndarray or list of ndarray
+            Scaled data in the layout of ``X``, padding still NaN.
+        """
+        check_is_fitted(self)
+        copy = self.copy if copy is None else copy
+        batch = _validate_batch(X, self, reset=False, copy=copy, writeable=True)
+
+        def scale(a: np.ndarray) -> np.ndarray:
+            if self.with_mean:
+                a -= self.mean_
+            if self.with_std:
+                a /= self.scale_
+            return a
+
+        return batch.apply(scale)
+
+    def inverse_transform(
+        self, X: Any, copy: bool | None = None
+    ) -> np.ndarray | list[np.ndarray]:
+        """Undo :meth:`transform`.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_timesteps, n_features) or \
+(n_samples, n_timesteps), or list of arrays
+            Scaled sequences.
+        copy : bool, default=None
+            Overrides the ``copy`` parameter for this call.
+
+        Returns
+        -------
+        X_original : ndarray or list of ndarray
+            Data on the original scale, in the layout of ``X``.
+        """
+        check_is_fitted(self)
+        copy = self.copy if copy is None else copy
+        batch = _validate_batch(X, self, reset=False, copy=copy, writeable=True)
+
+        def unscale(a: np.ndarray) -> np.ndarray:
+            if self.with_std:
+                a *= self.scale_
+            if self.with_mean:
+                a += self.mean_
+            return a
+
+        return batch.apply(unscale)
+
+    def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
+        """Feature names of the output, which are those of the input.
+
+        Parameters
+        ----------
+        input_features : array-like of str, default=None
+            Names of the ``n_features_in_`` features; ``x0, x1, ...`` when None.
+            For 2-D input there is a single feature, whatever the number of time
+            steps.
+
+        Returns
+        -------
+        feature_names_out : ndarray of str objects
+            One name per feature.
+        """
+        return _feature_names_out(self, input_features)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.three_d_array = True
+        # NaN is accepted as padding only; anything else is rejected in validation.
+        tags.input_tags.allow_nan = True
+        tags.transformer_tags.preserves_dtype = ["float64", "float32"]
+        return tags

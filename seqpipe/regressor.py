@@ -1,0 +1,219 @@
+"""LSTMRegressor: a recurrent network as a scikit-learn regressor."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from sklearn.base import RegressorMixin
+from sklearn.metrics import r2_score
+
+from seqpipe._base import SequenceModelBase, feature_stats
+from seqpipe._sequences import step_mask
+from seqpipe._targets import as_matrix, check_regression_targets, shape_predictions
+from seqpipe._training import mse_loss
+
+
+class LSTMRegressor(RegressorMixin, SequenceModelBase):
+    """Recurrent-network regressor for sequence data, in the scikit-learn API.
+
+    The architecture comes from the plugin registry by name (``"lstm"``, ``"gru"``,
+    ``"rnn"`` and whatever plugins add; see :func:`seqpipe.list_architectures`), so
+    one class runs every variant and ``GridSearchCV`` can search over them.
+
+    The output follows ``y``: 1-D -> one value per sequence; 2-D ``(n, k)`` -> ``k``
+    values (parallel series, or the next ``k`` steps: the "direct" multi-step
+    strategy); 3-D ``(n, n_timesteps, k)`` -> one output per time step.
+
+    Parameters
+    ----------
+    architecture : str, default="lstm"
+        Registered architecture name.
+    hidden_size : int, default=32
+        Units per recurrent layer and direction.
+    num_layers : int, default=1
+        Stacked recurrent layers.
+    bidirectional : bool, default=False
+        Read each sequence in both directions.
+    dropout : float, default=0.0
+        Dropout between stacked layers.
+    activation, recurrent_activation : str or None, default="tanh", "sigmoid"
+        Keras-style activations of the candidate/output and of the gates.
+    architecture_options : dict or None, default=None
+        Options specific to the chosen architecture.
+    head_layers : tuple of int, default=()
+        Hidden Dense layers between the recurrent body and the output layer.
+    head_activation : {"relu", "tanh", "sigmoid", "linear"}, default="relu"
+        Activation of ``head_layers``.
+    optimizer : {"adam", "adamw", "sgd", "rmsprop"} or Optimizer class, default="adam"
+    lr : float, default=1e-3
+    weight_decay : float, default=0.0
+    epochs : int, default=100
+        Maximum passes over the training data.
+    batch_size : int, default=32
+    shuffle : bool, default=True
+        Shuffle the training samples every epoch.
+    validation_fraction : float, default=0.0
+        Hold out this last fraction of the samples (time order kept, as Keras'
+        ``validation_split``) for early stopping.
+    patience : int or None, default=10
+        Epochs without validation improvement before stopping; best weights are
+        restored. Only used with ``validation_fraction > 0``.
+    clip_grad_norm : float or None, default=None
+        Clip the global gradient norm to this value.
+    scale_X : bool, default=True
+        Standardize each input feature (statistics learned in ``fit``).
+    scale_y : bool, default=True
+        Standardize the targets for training and undo it in ``predict``, so targets
+        like 450 or 4400 need no care from the user.
+    random_state : int, RandomState or None, default=None
+        Seeds weight initialisation, shuffling and dropout: same seed, same model.
+    device : {"cpu", "cuda", "auto"} or torch.device, default="cpu"
+    verbose : int, default=0
+        1 shows a progress bar, 2 one line per epoch.
+    warm_start : bool, default=False
+        Continue training the fitted network instead of starting anew.
+
+    Attributes
+    ----------
+    module_ : torch.nn.Module
+        The trained network.
+    history_ : list of dict
+        Per-epoch ``train_loss`` (and ``valid_loss``), in scaled units.
+    n_features_in_ : int
+        Features per time step seen in ``fit``.
+    n_epochs_ : int
+        Epochs run so far.
+    best_epoch_ : int or None
+        Epoch whose weights were restored by early stopping.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from seqpipe import LSTMRegressor
+    >>> X = np.arange(10, 100, 10.0)[np.arange(6)[:, None] + np.arange(3)]  # windows of 3
+    >>> y = X[:, -1] + 10
+    >>> model = LSTMRegressor(hidden_size=16, epochs=300, lr=0.01, random_state=0).fit(X, y)
+    >>> model.predict([[70.0, 80.0, 90.0]]).shape
+    (1,)
+    """
+
+    _parameter_constraints = {**SequenceModelBase._parameter_constraints, "scale_y": ["boolean"]}
+
+    def __init__(
+        self,
+        architecture: str = "lstm",
+        *,
+        hidden_size: int = 32,
+        num_layers: int = 1,
+        bidirectional: bool = False,
+        dropout: float = 0.0,
+        activation: str | None = "tanh",
+        recurrent_activation: str | None = "sigmoid",
+        architecture_options: dict[str, Any] | None = None,
+        head_layers: tuple[int, ...] = (),
+        head_activation: str = "relu",
+        optimizer: str | type = "adam",
+        lr: float = 1e-3,
+        weight_decay: float = 0.0,
+        epochs: int = 100,
+        batch_size: int = 32,
+        shuffle: bool = True,
+        validation_fraction: float = 0.0,
+        patience: int | None = 10,
+        clip_grad_norm: float | None = None,
+        scale_X: bool = True,
+        scale_y: bool = True,
+        random_state: int | np.random.RandomState | None = None,
+        device: str = "cpu",
+        verbose: int = 0,
+        warm_start: bool = False,
+    ) -> None:
+        self.architecture = architecture
+        self.hidden_size = hidden_size
+        self.num_layers = num_layers
+        self.bidirectional = bidirectional
+        self.dropout = dropout
+        self.activation = activation
+        self.recurrent_activation = recurrent_activation
+        self.architecture_options = architecture_options
+        self.head_layers = head_layers
+        self.head_activation = head_activation
+        self.optimizer = optimizer
+        self.lr = lr
+        self.weight_decay = weight_decay
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.shuffle = shuffle
+        self.validation_fraction = validation_fraction
+        self.patience = patience
+        self.clip_grad_norm = clip_grad_norm
+        self.scale_X = scale_X
+        self.scale_y = scale_y
+        self.random_state = random_state
+        self.device = device
+        self.verbose = verbose
+        self.warm_start = warm_start
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.target_tags.multi_output = True
+        return tags
+
+    def fit(self, X: Any, y: Any) -> LSTMRegressor:
+        """Train on sequences ``X`` and targets ``y``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_timesteps, n_features) or (n_samples, n_timesteps), or list of arrays
+            Sequences; a 3-D array may be NaN-padded at the end for ragged data.
+        y : array-like of shape (n_samples,), (n_samples, k) or (n_samples, n_timesteps, k)
+
+        Returns
+        -------
+        self : LSTMRegressor
+        """
+        self._validate_params()
+        X, lengths = self._validate_X(X, reset=True)
+        y, layout, mask = check_regression_targets(y, X, lengths)
+        self._fit_input_scaling(X)
+        if self.scale_y:
+            mean, scale = feature_stats(as_matrix(y, layout, mask))
+        else:
+            mean, scale = np.zeros(layout.n_outputs), np.ones(layout.n_outputs)
+        self.y_mean_, self.y_scale_ = mean, scale
+        self.target_layout_ = layout
+        y_scaled = (y.reshape(*y.shape[: 2 if layout.per_step else 1], -1) - mean) / scale
+        y_tensor = torch.from_numpy(np.nan_to_num(y_scaled).astype(np.float32))
+        self._fit_network(
+            X, lengths, y_tensor, mask, mse_loss, layout.n_outputs, per_step=layout.per_step
+        )
+        return self
+
+    def predict(self, X: Any) -> np.ndarray:
+        """Predict targets for sequences ``X``.
+
+        Returns
+        -------
+        y_pred : ndarray
+            Shaped like ``y`` at fit: ``(n,)``, ``(n, k)`` or ``(n, n_timesteps, k)``
+            (NaN at the padded steps of ragged input).
+        """
+        X, lengths = self._validate_X(X, reset=False)
+        raw = self._forward(X, lengths).astype(np.float64) * self.y_scale_ + self.y_mean_
+        return shape_predictions(raw, self.target_layout_, lengths)
+
+    def score(self, X: Any, y: Any, sample_weight: Any = None) -> float:
+        """R² of ``predict(X)`` against ``y``; for per-step (3-D) targets, over all
+        valid (sequence, step) pairs, which scikit-learn's metrics cannot take."""
+        y = np.asarray(y, dtype=np.float64)
+        if y.ndim != 3:
+            return super().score(X, y, sample_weight=sample_weight)
+        X3, lengths = self._validate_X(X, reset=False)
+        y_pred = self.predict(X3 if lengths is None else X)
+        valid = step_mask(lengths, y.shape[0], y.shape[1])
+        weights = None
+        if sample_weight is not None:
+            weights = np.broadcast_to(np.asarray(sample_weight)[:, None], valid.shape)[valid]
+        return float(r2_score(y[valid], y_pred[valid], sample_weight=weights))

@@ -1,0 +1,175 @@
+"""LSTMTransformer: a fitted recurrent encoder as a scikit-learn transformer."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from sklearn.base import ClassNamePrefixFeaturesOutMixin, TransformerMixin
+from sklearn.preprocessing import LabelEncoder
+from sklearn.utils._param_validation import StrOptions
+from sklearn.utils.multiclass import type_of_target
+
+from seqpipe._base import SequenceModelBase, feature_stats
+from seqpipe._sequences import step_mask
+from seqpipe._targets import as_matrix, check_regression_targets
+from seqpipe._training import cross_entropy_loss, mse_loss
+
+
+class LSTMTransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, SequenceModelBase):
+    """Recurrent encoder whose ``transform`` returns each sequence's final hidden
+    state, so any scikit-learn model can sit behind it.
+
+    How the encoder learns (``task``):
+
+    * ``"forecast"`` (default when ``y`` is None): predict every next time step of
+      ``X`` from the steps before it: self-supervised, no labels needed;
+    * ``"classification"`` (default for discrete ``y``): learn to predict ``y``'s class;
+    * ``"regression"`` (default for continuous ``y``): learn to predict ``y``.
+
+    Other parameters are those of :class:`seqpipe.LSTMRegressor` without ``scale_y``.
+    Output has ``hidden_size * (2 if bidirectional else 1)`` columns for the
+    built-in architectures.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn.linear_model import Ridge
+    >>> from sklearn.pipeline import make_pipeline
+    >>> from seqpipe import LSTMTransformer
+    >>> rng = np.random.default_rng(0)
+    >>> X = rng.normal(size=(30, 8, 2))
+    >>> y = X[:, -1, 0]
+    >>> pipe = make_pipeline(LSTMTransformer(hidden_size=4, epochs=5, random_state=0), Ridge())
+    >>> pipe.fit(X, y).predict(X[:3]).shape
+    (3,)
+    >>> LSTMTransformer(hidden_size=4, epochs=2, random_state=0).fit_transform(X).shape
+    (30, 4)
+    """
+
+    _parameter_constraints = {
+        **SequenceModelBase._parameter_constraints,
+        "task": [StrOptions({"auto", "forecast", "regression", "classification"})],
+    }
+
+    def __init__(
+        self,
+        architecture: str = "lstm",
+        *,
+        hidden_size: int = 32,
+        num_layers: int = 1,
+        bidirectional: bool = False,
+        dropout: float = 0.0,
+        activation: str | None = "tanh",
+        recurrent_activation: str | None = "sigmoid",
+        architecture_options: dict[str, Any] | None = None,
+        head_layers: tuple[int, ...] = (),
+        head_activation: str = "relu",
+        optimizer: str | type = "adam",
+        lr: float = 1e-3,
+        weight_decay: float = 0.0,
+        epochs: int = 100,
+        batch_size: int = 32,
+        shuffle: bool = True,
+        validation_fraction: float = 0.0,
+        patience: int | None = 10,
+        clip_grad_norm: float | None = None,
+        scale_X: bool = True,
+        random_state: int | np.random.RandomState | None = None,
+        device: str = "cpu",
+        verbose: int = 0,
+        warm_start: bool = False,
+        task: str = "auto",
+    ) -> None:
+        self.architecture = architecture
+        self.hidden_size = hidden_size
+        self.num_layers = num_layers
+        self.bidirectional = bidirectional
+        self.dropout = dropout
+        self.activation = activation
+        self.recurrent_activation = recurrent_activation
+        self.architecture_options = architecture_options
+        self.head_layers = head_layers
+        self.head_activation = head_activation
+        self.optimizer = optimizer
+        self.lr = lr
+        self.weight_decay = weight_decay
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.shuffle = shuffle
+        self.validation_fraction = validation_fraction
+        self.patience = patience
+        self.clip_grad_norm = clip_grad_norm
+        self.scale_X = scale_X
+        self.random_state = random_state
+        self.device = device
+        self.verbose = verbose
+        self.warm_start = warm_start
+        self.task = task
+
+    def _resolve_task(self, y: Any) -> str:
+        if self.task != "auto":
+            return self.task
+        if y is None:
+            return "forecast"
+        kind = type_of_target(y)
+        return "classification" if kind in ("binary", "multiclass") else "regression"
+
+    def fit(self, X: Any, y: Any = None) -> LSTMTransformer:
+        """Train the encoder on ``X`` (and ``y`` unless ``task="forecast"``).
+
+        Returns
+        -------
+        self : LSTMTransformer
+        """
+        self._validate_params()
+        X, lengths = self._validate_X(X, reset=True)
+        self._fit_input_scaling(X)
+        self.task_ = task = self._resolve_task(y)
+        if task == "forecast":
+            self._fit_forecast(X, lengths)
+        elif task == "classification":
+            if y is None:
+                raise ValueError("task='classification' requires y, but the target y is None")
+            codes = LabelEncoder().fit_transform(np.asarray(y).ravel())
+            n_classes = int(codes.max()) + 1
+            self._fit_network(
+                X, lengths, torch.from_numpy(codes.astype(np.int64)), None, cross_entropy_loss,
+                max(n_classes, 2), per_step=False,
+            )
+        else:
+            y, layout, mask = check_regression_targets(y, X, lengths)
+            mean, scale = feature_stats(as_matrix(y, layout, mask))
+            y = (y.reshape(*y.shape[: 2 if layout.per_step else 1], -1) - mean) / scale
+            self._fit_network(
+                X, lengths, torch.from_numpy(np.nan_to_num(y).astype(np.float32)), mask,
+                mse_loss, layout.n_outputs, per_step=layout.per_step,
+            )
+        self._n_features_out = int(self.module_.body.output_size)
+        return self
+
+    def _fit_forecast(self, X: np.ndarray, lengths: np.ndarray | None) -> None:
+        n, t, _ = X.shape
+        if t < 2 or (lengths is not None and lengths.min() < 2):
+            raise ValueError(
+                "task='forecast' learns to predict each next step, so every sequence needs "
+                "at least 2 time steps"
+            )
+        # Step t's target is the (scaled) input at t + 1; the last valid step has none.
+        target = np.nan_to_num((X[:, 1:] - self.x_mean_) / self.x_scale_)
+        target = np.concatenate([target, np.zeros_like(X[:, :1])], axis=1)
+        valid = step_mask(None if lengths is None else lengths - 1, n, t)
+        if lengths is None:
+            valid[:, -1] = False
+        self._fit_network(
+            X, lengths, torch.from_numpy(target.astype(np.float32)), valid, mse_loss,
+            X.shape[2], per_step=True,
+        )
+
+    def transform(self, X: Any) -> np.ndarray:
+        """Each sequence's final hidden state, shape ``(n_samples, n_features_out)``."""
+        # Keep float32 input float32, as scikit-learn transformers do; else float64.
+        dtype = np.float32 if getattr(X, "dtype", None) == np.float32 else np.float64
+        X, lengths = self._validate_X(X, reset=False)
+        return self._forward(X, lengths, encode=True).astype(dtype, copy=False)
