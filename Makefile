@@ -16,8 +16,9 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 demo: $(VENV)/.installed
 	$(PY) -m seqpipe.demo
 
+# pytest exits 5 when it collects no test; that must fail CI, never pass silently.
 test: $(VENV)/.installed
-	$(PY) -m pytest
+	$(PY) -m pytest; rc=$$?; if [ $$rc -eq 5 ]; then echo "no tests were collected" >&2; exit 1; fi; exit $$rc
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .

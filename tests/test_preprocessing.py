@@ -30,8 +30,7 @@ from seqpipe.preprocessing import FeatureWiseTransformer, SequenceScaler
 # Both estimators read a 2-D X as (n_samples, n_timesteps) with one feature, and
 # accept NaN only as trailing padding; these generic checks assume otherwise.
 _TWO_D_IS_TIME = (
-    "2-D X is (n_samples, n_timesteps) with one feature, so n_features_in_ is 1, "
-    "not X.shape[1]"
+    "2-D X is (n_samples, n_timesteps) with one feature, so n_features_in_ is 1, not X.shape[1]"
 )
 EXPECTED_FAILED_CHECKS = {
     "check_n_features_in": _TWO_D_IS_TIME,
@@ -149,8 +148,9 @@ def test_scaler_nested_ragged_lists_and_padded_list_items():
     seqs = [[1.0, 2.0, 3.0], [4.0, 5.0]]
     out = SequenceScaler().fit_transform(seqs)
     assert [o.shape for o in out] == [(3,), (2,)]
-    np.testing.assert_allclose(np.concatenate(out), StandardScaler().fit_transform(
-        np.arange(1.0, 6.0)[:, None])[:, 0])
+    np.testing.assert_allclose(
+        np.concatenate(out), StandardScaler().fit_transform(np.arange(1.0, 6.0)[:, None])[:, 0]
+    )
     # Items may carry their own trailing padding; it is kept.
     out = SequenceScaler().fit_transform([np.array([1.0, 2.0, np.nan]), np.array([3.0])])
     assert np.isnan(out[0][2]) and out[0].shape == (3,)
@@ -253,25 +253,41 @@ EST_IDS = ["SequenceScaler", "FeatureWiseTransformer"]
         (np.zeros((3, 0)), r"0 feature\(s\) .*2-D X is \(n_samples, n_timesteps\)"),
         (np.zeros((3, 0, 2)), "X has 0 time steps"),
         ([], "empty list"),
-        (np.array([[[1.0, np.inf]]]), "infinity at sample 0, time step 0, feature 1"),
+        (np.array([[[1.0, np.inf]]]), "X at sample 0, time step 0, feature 1 contains infinity"),
         (
             np.array([[[1.0, 2.0], [np.nan, 3.0]]]),
-            "NaN in only some features at sample 0, time step 1",
+            "X at sample 0, time step 1 has NaN in only some features",
         ),
         (
             np.array([[[1.0], [np.nan], [2.0]]]),
-            "all-NaN time step at sample 0, time step 1, followed by valid data",
+            "X at sample 0, time step 1 is an all-NaN time step followed by valid data",
         ),
-        (np.array([[[1.0], [2.0]], [[np.nan], [np.nan]]]), "sample 1 is all NaN padding"),
+        (np.array([[[1.0], [2.0]], [[np.nan], [np.nan]]]), "X sample 1 is all NaN padding"),
         ([np.zeros((3, 2)), np.zeros((2, 3))], r"X\[1\] has 3 features but X\[0\] has 2"),
         ([np.zeros((3, 2)), np.zeros(2)], r"X\[1\] is 1-D but X\[0\] is 2-D"),
         ([np.zeros((3, 2)), np.zeros((0, 2))], r"X\[1\] has 0 time steps"),
         ([np.zeros((3, 2)), np.zeros((1, 2, 2))], r"sequence X\[1\] has shape \(1, 2, 2\)"),
+        (
+            [np.zeros((3, 1)), np.array([[1.0], [np.nan], [2.0]])],
+            r"Sequence X\[1\] at time step 1 is an all-NaN time step followed by valid data",
+        ),
     ],
     ids=[
-        "1d", "4d", "no-samples", "2d-no-steps", "3d-no-steps", "empty-list", "inf",
-        "partial-nan", "nan-gap", "all-padding", "list-features", "list-ndim", "list-empty-item",
+        "1d",
+        "4d",
+        "no-samples",
+        "2d-no-steps",
+        "3d-no-steps",
+        "empty-list",
+        "inf",
+        "partial-nan",
+        "nan-gap",
+        "all-padding",
+        "list-features",
+        "list-ndim",
+        "list-empty-item",
         "list-3d-item",
+        "list-nan-gap",
     ],
 )
 @pytest.mark.parametrize("estimator", ESTIMATORS, ids=EST_IDS)
@@ -293,7 +309,7 @@ def test_feature_count_mismatch_message(estimator, method):
 
 @pytest.mark.parametrize("estimator", ESTIMATORS, ids=EST_IDS)
 def test_sparse_input_is_a_type_error(estimator):
-    with pytest.raises(TypeError, match="[Ss]parse"):
+    with pytest.raises(TypeError, match=r"[Ss]parse"):
         clone(estimator).fit(sp.csr_matrix(np.eye(3)))
 
 
@@ -360,7 +376,8 @@ def test_featurewise_2d_and_list_layouts():
     "inner", [PCA(n_components=1), OneHotEncoder()], ids=["PCA", "OneHotEncoder"]
 )
 def test_featurewise_rejects_feature_count_change(inner):
-    with pytest.raises(ValueError, match=rf"keeps the number of features, but {type(inner).__name__}"):
+    name = type(inner).__name__
+    with pytest.raises(ValueError, match=rf"keeps the number of features, but {name}"):
         FeatureWiseTransformer(inner).fit(np.arange(12.0).reshape(2, 3, 2))
 
 

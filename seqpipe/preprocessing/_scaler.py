@@ -102,7 +102,7 @@ def _is_sequence_list(X: Any) -> bool:
     """
     if not isinstance(X, (list, tuple)) or len(X) == 0:
         return False
-    if all(hasattr(item, "shape") for item in X):
+    if all(getattr(item, "ndim", 0) >= 1 for item in X):
         return True
     try:
         return len({len(item) for item in X}) > 1
@@ -110,20 +110,28 @@ def _is_sequence_list(X: Any) -> bool:
         return False
 
 
-def _valid_lengths(data: np.ndarray, where: str) -> np.ndarray | None:
+def _valid_lengths(data: np.ndarray, list_index: int | None = None) -> np.ndarray | None:
     """Valid steps per sequence of a ``(n, T, F)`` array; None when nothing is padded.
 
     Raises if ``data`` has inf, or NaN anywhere other than whole trailing steps.
+    ``list_index`` names the list item ``data`` came from, for the messages.
     """
     total = np.sum(data, dtype=np.float64)
     if np.isfinite(total):
         return None
+
+    def where(i: int, t: int | None = None) -> str:
+        if list_index is not None:
+            subject = f"Sequence X[{list_index}]"
+            return subject if t is None else f"{subject} at time step {t}"
+        return f"X sample {i}" if t is None else f"X at sample {i}, time step {t}"
+
     inf = np.isinf(data)
     if inf.any():
         i, t, f = np.argwhere(inf)[0]
         raise ValueError(
-            f"{where} contains infinity at sample {i}, time step {t}, feature {f}. "
-            "Only NaN is allowed, and only as trailing padding."
+            f"{where(i, t)}, feature {f} contains infinity. Only NaN is allowed, and only as "
+            "trailing padding."
         )
     nan = np.isnan(data)
     if not nan.any():
@@ -134,23 +142,22 @@ def _valid_lengths(data: np.ndarray, where: str) -> np.ndarray | None:
     if partial.any():
         i, t = np.argwhere(partial)[0]
         raise ValueError(
-            f"{where} has NaN in only some features at sample {i}, time step {t}. NaN is "
-            "allowed only as padding: whole trailing time steps where every feature is "
-            "NaN. Fill missing values before this step."
+            f"{where(i, t)} has NaN in only some features. NaN is allowed only as padding: "
+            "whole trailing time steps where every feature is NaN. Fill missing values "
+            "before this step."
         )
     gap = padding[:, :-1] & ~padding[:, 1:]
     if gap.any():
         i, t = np.argwhere(gap)[0]
         raise ValueError(
-            f"{where} has an all-NaN time step at sample {i}, time step {t}, followed by "
-            "valid data. NaN is allowed only as trailing padding at the end of the time "
-            "axis; fill gaps inside sequences before this step."
+            f"{where(i, t)} is an all-NaN time step followed by valid data. NaN is allowed "
+            "only as trailing padding at the end of the time axis; fill gaps inside "
+            "sequences before this step."
         )
     if padding[:, 0].any():
         i = int(np.flatnonzero(padding[:, 0])[0])
         raise ValueError(
-            f"{where} sample {i} is all NaN padding; every sequence needs at least one "
-            "valid time step."
+            f"{where(i)} is all NaN padding; every sequence needs at least one valid time step."
         )
     return data.shape[1] - padding.sum(axis=1)
 
@@ -230,7 +237,7 @@ def _validate_batch(
             )
         squeeze = False
     _check_n_features(estimator, data.shape[2], reset)
-    lengths = _valid_lengths(data, "X")
+    lengths = _valid_lengths(data)
     return _Batch(data, lengths, squeeze, data.shape[0], data.shape[2])
 
 
@@ -272,7 +279,7 @@ def _validate_list(
         )
     _check_n_features(estimator, n_features, reset)
     for i, arr in enumerate(data):
-        valid = _valid_lengths(arr[np.newaxis], f"Sequence X[{i}]")
+        valid = _valid_lengths(arr[np.newaxis], list_index=i)
         lengths.append(arr.shape[0] if valid is None else int(valid[0]))
     return _Batch(data, np.asarray(lengths), squeeze, len(data), n_features)
 
@@ -430,9 +437,7 @@ class SequenceScaler(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None
 
         return batch.apply(scale)
 
-    def inverse_transform(
-        self, X: Any, copy: bool | None = None
-    ) -> np.ndarray | list[np.ndarray]:
+    def inverse_transform(self, X: Any, copy: bool | None = None) -> np.ndarray | list[np.ndarray]:
         """Undo :meth:`transform`.
 
         Parameters

@@ -29,13 +29,17 @@ def _as_float_2d(series: Any) -> tuple[np.ndarray, list[Hashable] | None]:
         if arr.dtype.kind == "O":
             # Nullable pandas dtypes come out as object with pd.NA; make NA a NaN so the
             # finiteness check below reports it like any other gap.
-            arr = series.to_numpy(dtype=np.float64, na_value=np.nan)
+            try:
+                arr = series.to_numpy(dtype=np.float64, na_value=np.nan)
+            except (TypeError, ValueError) as exc:
+                raise ValueError(
+                    f"series must be numeric; could not convert {type(series).__name__} "
+                    "columns to float."
+                ) from exc
     else:
         arr = np.asarray(series)
     if arr.ndim == 0:
-        raise ValueError(
-            "series must be 1-D (n_time,) or 2-D (n_time, n_series); got a scalar."
-        )
+        raise ValueError("series must be 1-D (n_time,) or 2-D (n_time, n_series); got a scalar.")
     if arr.ndim > 2:
         raise ValueError(
             "series must be 1-D (n_time,) or 2-D (n_time, n_series); got shape "
@@ -157,7 +161,7 @@ def make_windows(
         The column(s) to predict. None means every column: a univariate series
         predicts itself, parallel series predict each other's next step. Ints are
         positions (negative ones count from the end); for a DataFrame or Series,
-        column labels work too.
+        column labels work too and are looked up before positions.
     target_offset : int, default=1
         Where the target starts relative to the last step of the window. 1
         predicts the next value(s). 0 aligns the target with the window's last
@@ -165,12 +169,12 @@ def make_windows(
         (the target column is then normally excluded from ``X``). ``k > 1``
         leaves a gap of ``k - 1`` steps.
     include_target_in_X : bool or None, default=None
-        Whether the target column(s) are also input features. None means True
-        when ``target`` is None (every column is both input and target) and False
-        when ``target`` is given (predict the target from the other columns).
-        Pass True with a ``target`` to use the target's own history as an input as
-        well; avoid it with ``target_offset=0``, where ``y`` would already be in
-        ``X``.
+        Whether the target column(s) are also input features. None means False
+        when ``target`` leaves other columns (predict the target from them) and
+        True otherwise (``target=None``, or a target that is every column: the
+        series predicts itself). Pass True with a ``target`` to use the target's
+        own history as an input as well; avoid it with ``target_offset=0``, where
+        ``y`` would already be in ``X``.
     step : int, default=1
         Distance in time steps between the starts of consecutive windows.
 
@@ -279,10 +283,11 @@ def make_windows(
 
     if target is None:
         target_cols = list(range(n_cols))
-        include = True if include_target_in_X is None else include_target_in_X
     else:
         target_cols = _resolve_columns(target, names, n_cols)
-        include = False if include_target_in_X is None else include_target_in_X
+    include = include_target_in_X
+    if include is None:
+        include = len(target_cols) == n_cols
     input_cols = (
         list(range(n_cols)) if include else [c for c in range(n_cols) if c not in target_cols]
     )

@@ -1,0 +1,100 @@
+"""One suite for every registered architecture (built-in and plugin) and output mode."""
+
+from __future__ import annotations
+
+import pickle
+
+import numpy as np
+import pytest
+from conftest import architecture_cases, case_id
+from numpy.testing import assert_allclose
+from sklearn.base import clone
+
+from seqpipe import LSTMClassifier, LSTMRegressor, LSTMTransformer
+
+CASES = architecture_cases()
+FAST = {"epochs": 2, "batch_size": 16, "random_state": 0}
+
+
+def _targets(mode: str, X: np.ndarray, rng: np.random.Generator):
+    n, t, _ = X.shape
+    if mode == "single":
+        return X[:, :, 0].sum(axis=1)
+    if mode == "vector":
+        return np.stack([X[:, -1, 0], X[:, :, 1].mean(axis=1)], axis=1)
+    if mode == "per_step":
+        return np.cumsum(X[:, :, :1], axis=1)
+    if mode == "classifier":
+        return np.array(["low", "mid", "high"])[rng.integers(0, 3, size=n)]
+    return None  # transformer: self-supervised
+
+
+def _make(mode: str, name: str, params: dict):
+    kwargs = {"architecture": name, **params, **FAST}
+    if mode == "classifier":
+        return LSTMClassifier(**kwargs)
+    if mode == "transformer":
+        return LSTMTransformer(**kwargs)
+    return LSTMRegressor(**kwargs)
+
+
+def _output(model, X):
+    return model.transform(X) if isinstance(model, LSTMTransformer) else model.predict(X)
+
+
+MODES = ["single", "vector", "per_step", "classifier", "transformer"]
+
+
+@pytest.mark.parametrize("case", CASES, ids=case_id)
+@pytest.mark.parametrize("mode", MODES)
+def test_fit_predict_roundtrip(case, mode, sequences, rng):
+    name, params = case
+    X = sequences
+    y = _targets(mode, X, rng)
+    model = _make(mode, name, params).fit(X, y)
+    out = _output(model, X)
+
+    expected_shape = {
+        "single": (40,),
+        "vector": (40, 2),
+        "per_step": (40, 7, 1),
+        "classifier": (40,),
+    }.get(mode)
+    if expected_shape:
+        assert out.shape == expected_shape
+    if mode == "classifier":
+        assert set(out) <= {"low", "mid", "high"}
+        proba = model.predict_proba(X)
+        assert_allclose(proba.sum(axis=1), 1.0, rtol=1e-6)
+    assert np.isfinite(out.astype(float) if mode != "classifier" else proba).all()
+
+    # Sequences may be longer or shorter at predict time than at fit time.
+    longer = np.concatenate([X, X[:, :5]], axis=1)[:5]
+    assert _output(model, longer).shape[0] == 5
+
+    restored = pickle.loads(pickle.dumps(model))
+    assert np.array_equal(_output(restored, X), out)
+
+    fresh = clone(model)
+    assert not hasattr(fresh, "module_")
+    assert fresh.get_params() == model.get_params()
+
+
+@pytest.mark.parametrize("case", CASES, ids=case_id)
+def test_ragged_batch_matches_each_sequence_alone(case, rng):
+    name, params = case
+    X = rng.normal(size=(12, 6, 2))
+    model = LSTMRegressor(architecture=name, **params, **FAST).fit(X, X[:, -1, 0])
+    sequences = [rng.normal(size=(length, 2)) for length in (6, 2, 9, 1, 4)]
+    together = model.predict(sequences)
+    alone = np.array([model.predict(seq[None])[0] for seq in sequences])
+    assert_allclose(together, alone, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("case", CASES, ids=case_id)
+def test_same_random_state_same_model(case, sequences):
+    name, params = case
+    y = sequences[:, :, 0].sum(axis=1)
+    first = LSTMRegressor(architecture=name, **params, **FAST).fit(sequences, y)
+    second = LSTMRegressor(architecture=name, **params, **FAST).fit(sequences, y)
+    assert np.array_equal(first.predict(sequences), second.predict(sequences))
