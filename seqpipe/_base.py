@@ -40,7 +40,9 @@ def resolve_device(device: str | torch.device) -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     resolved = torch.device(device)
     if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device={device!r} was requested but CUDA is not available; use 'cpu' or 'auto'")
+        raise ValueError(
+            f"device={device!r} was requested but CUDA is not available; use 'cpu' or 'auto'"
+        )
     return resolved
 
 
@@ -218,7 +220,7 @@ class SequenceModelBase(BaseEstimator):
         if not self.validation_fraction:
             return data, None
         n = len(data)
-        n_valid = int(round(n * self.validation_fraction))
+        n_valid = round(n * self.validation_fraction)
         if n_valid < 1 or n - n_valid < 1:
             raise ValueError(
                 f"validation_fraction={self.validation_fraction} leaves {n - n_valid} training and "
@@ -227,7 +229,9 @@ class SequenceModelBase(BaseEstimator):
         return data.take(slice(0, n - n_valid)), data.take(slice(n - n_valid, n))
 
     # --- inference ---------------------------------------------------------------
-    def _forward(self, X: np.ndarray, lengths: np.ndarray | None, *, encode: bool = False) -> np.ndarray:
+    def _forward(
+        self, X: np.ndarray, lengths: np.ndarray | None, *, encode: bool = False
+    ) -> np.ndarray:
         module = self.module_
         module.eval()
         inputs = self._input_tensor(X)

@@ -98,7 +98,9 @@ def check_sequences(X: Any, *, dtype: type = np.float32) -> tuple[np.ndarray, np
         raise ValueError(f"X has {X.ndim} dimension(s) with shape {X.shape}; {_SHAPES}.{hint}")
     n, t, f = X.shape
     if n == 0:
-        raise ValueError(f"Found array with 0 sample(s) (shape={X.shape}) while a minimum of 1 is required.")
+        raise ValueError(
+            f"Found array with 0 sample(s) (shape={X.shape}) while a minimum of 1 is required."
+        )
     if t == 0 or f == 0:
         raise ValueError(
             f"Found array with 0 feature(s) (shape={given_shape}) while a minimum of 1 is "

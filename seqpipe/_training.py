@@ -49,7 +49,9 @@ def mse_loss(output: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | No
     return squared.sum() / (mask.sum() * output.shape[-1]).clamp_min(1)
 
 
-def cross_entropy_loss(output: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+def cross_entropy_loss(
+    output: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None
+) -> torch.Tensor:
     return nn.functional.cross_entropy(output, target)
 
 
@@ -95,10 +97,16 @@ def train_epochs(
     for epoch in range(first_epoch, first_epoch + settings.epochs):
         started = time.perf_counter()
         module.train()
-        order = torch.randperm(n, generator=generator).to(train.X.device) if settings.shuffle else None
+        order = (
+            torch.randperm(n, generator=generator).to(train.X.device) if settings.shuffle else None
+        )
         total = torch.zeros((), device=train.X.device)
         for start in range(0, n, batch_size):
-            index = order[start : start + batch_size] if order is not None else slice(start, start + batch_size)
+            index = (
+                order[start : start + batch_size]
+                if order is not None
+                else slice(start, start + batch_size)
+            )
             batch = train.take(index)
             optimizer.zero_grad(set_to_none=True)
             loss = loss_fn(module(batch.X, batch.lengths), batch.y, batch.mask)
@@ -134,8 +142,15 @@ def _report(record: dict[str, float], settings: LoopSettings, first_epoch: int) 
     last = first_epoch + settings.epochs - 1
     losses = "  ".join(f"{k}={v:.5g}" for k, v in record.items() if k.endswith("_loss"))
     if settings.verbose >= 2:
-        print(f"epoch {record['epoch']}/{last}  {losses}  {record['seconds']:.3f}s", file=sys.stderr)
+        print(
+            f"epoch {record['epoch']}/{last}  {losses}  {record['seconds']:.3f}s", file=sys.stderr
+        )
         return
     done = (record["epoch"] - first_epoch + 1) / settings.epochs
     bar = "#" * int(30 * done)
-    print(f"\r[{bar:<30}] epoch {record['epoch']}/{last}  {losses}", end="", file=sys.stderr, flush=True)
+    print(
+        f"\r[{bar:<30}] epoch {record['epoch']}/{last}  {losses}",
+        end="",
+        file=sys.stderr,
+        flush=True,
+    )

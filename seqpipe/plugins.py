@@ -150,7 +150,7 @@ def _registry() -> _Registry:
     registry.problems.extend(_load_problems)
     # Call each implementation on its own so one failing plugin is skipped, not fatal,
     # and so every spec is attributed to the plugin that returned it.
-    for impl in reversed(pm.hook.seqpipe_architectures.get_hookimpls()):
+    for impl in pm.hook.seqpipe_architectures.get_hookimpls():
         plugin = impl.plugin_name
         try:
             specs = impl.function()

@@ -166,7 +166,8 @@ class LSTMRegressor(RegressorMixin, SequenceModelBase):
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_timesteps, n_features) or (n_samples, n_timesteps), or list of arrays
+        X : array-like of shape (n_samples, n_timesteps, n_features), or list of arrays
+            A 2-D array is (n_samples, n_timesteps) with one feature.
             Sequences; a 3-D array may be NaN-padded at the end for ragged data.
         y : array-like of shape (n_samples,), (n_samples, k) or (n_samples, n_timesteps, k)
 

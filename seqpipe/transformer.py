@@ -135,16 +135,26 @@ class LSTMTransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Sequenc
             codes = LabelEncoder().fit_transform(np.asarray(y).ravel())
             n_classes = int(codes.max()) + 1
             self._fit_network(
-                X, lengths, torch.from_numpy(codes.astype(np.int64)), None, cross_entropy_loss,
-                max(n_classes, 2), per_step=False,
+                X,
+                lengths,
+                torch.from_numpy(codes.astype(np.int64)),
+                None,
+                cross_entropy_loss,
+                max(n_classes, 2),
+                per_step=False,
             )
         else:
             y, layout, mask = check_regression_targets(y, X, lengths)
             mean, scale = feature_stats(as_matrix(y, layout, mask))
             y = (y.reshape(*y.shape[: 2 if layout.per_step else 1], -1) - mean) / scale
             self._fit_network(
-                X, lengths, torch.from_numpy(np.nan_to_num(y).astype(np.float32)), mask,
-                mse_loss, layout.n_outputs, per_step=layout.per_step,
+                X,
+                lengths,
+                torch.from_numpy(np.nan_to_num(y).astype(np.float32)),
+                mask,
+                mse_loss,
+                layout.n_outputs,
+                per_step=layout.per_step,
             )
         self._n_features_out = int(self.module_.body.output_size)
         return self
@@ -163,8 +173,13 @@ class LSTMTransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Sequenc
         if lengths is None:
             valid[:, -1] = False
         self._fit_network(
-            X, lengths, torch.from_numpy(target.astype(np.float32)), valid, mse_loss,
-            X.shape[2], per_step=True,
+            X,
+            lengths,
+            torch.from_numpy(target.astype(np.float32)),
+            valid,
+            mse_loss,
+            X.shape[2],
+            per_step=True,
         )
 
     def transform(self, X: Any) -> np.ndarray:

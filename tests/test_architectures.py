@@ -17,7 +17,7 @@ FAST = {"epochs": 2, "batch_size": 16, "random_state": 0}
 
 
 def _targets(mode: str, X: np.ndarray, rng: np.random.Generator):
-    n, t, _ = X.shape
+    n = X.shape[0]
     if mode == "single":
         return X[:, :, 0].sum(axis=1)
     if mode == "vector":
