@@ -17,7 +17,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
-from seqpipe._network import HEAD_ACTIVATIONS, SequenceNetwork
+from seqpipe._network import HEAD_ACTIVATIONS, Seq2SeqNetwork, SequenceNetwork
 from seqpipe._sequences import check_sequences
 from seqpipe._training import LoopSettings, LossFn, TensorData, train_epochs
 from seqpipe.architectures.spec import BodyConfig
@@ -138,7 +138,7 @@ class SequenceModelBase(BaseEstimator):
             options=dict(self.architecture_options or {}),
         )
 
-    def _build_module(self, n_outputs: int, *, per_step: bool) -> SequenceNetwork:
+    def _build_module(self, n_outputs: int, *, per_step: bool) -> torch.nn.Module:
         spec = get_architecture(self.architecture)
         body = spec.build(self._body_config(self.n_features_in_))
         if not isinstance(getattr(body, "output_size", None), numbers.Integral):
@@ -146,6 +146,10 @@ class SequenceModelBase(BaseEstimator):
                 f"architecture {self.architecture!r} built {type(body).__name__} without an "
                 "integer `output_size` attribute, which the body contract requires"
             )
+        layout = getattr(self, "target_layout_", None)
+        if getattr(self, "head", "dense") == "seq2seq" and layout is not None:
+            horizon, *rest = layout.output_shape
+            return Seq2SeqNetwork(body, horizon, rest[0] if rest else 1)
         return SequenceNetwork(
             body,
             n_outputs,

@@ -15,11 +15,14 @@ class TargetLayout:
     """How ``y`` maps onto network outputs.
 
     ``kind`` is "single" (1-D y), "vector" (2-D: several outputs or the next k
-    steps) or "per_step" (3-D ``(n, n_timesteps, k)``: one output per time step).
+    steps), "per_step" (3-D ``(n, n_timesteps, k)``: one output per time step) or
+    "horizon" (encoder-decoder: ``(n, horizon)`` or ``(n, horizon, k)``, produced
+    flat by the network and reshaped to ``output_shape``).
     """
 
     kind: str
     n_outputs: int
+    output_shape: tuple[int, ...] = ()
 
     @property
     def per_step(self) -> bool:
@@ -63,6 +66,22 @@ def check_regression_targets(
     return y, layout, mask
 
 
+def check_horizon_targets(y: object, X: np.ndarray) -> tuple[np.ndarray, TargetLayout]:
+    """Targets of an encoder-decoder: ``(n, horizon)`` or ``(n, horizon, k)``."""
+    if y is None:
+        raise ValueError("requires y to be passed, but the target y is None")
+    y = np.asarray(y.to_numpy() if hasattr(y, "to_numpy") else y, dtype=np.float64)
+    check_consistent_length(X, y)
+    if y.ndim not in (2, 3):
+        raise ValueError(
+            f"head='seq2seq' needs y of shape (n_samples, horizon) or (n_samples, horizon, "
+            f"n_targets); got {y.ndim}-D y of shape {y.shape}"
+        )
+    check_finite_targets(y)
+    n_outputs = int(np.prod(y.shape[1:]))
+    return y.reshape(len(y), n_outputs), TargetLayout("horizon", n_outputs, y.shape[1:])
+
+
 def as_matrix(y: np.ndarray, layout: TargetLayout, mask: np.ndarray | None) -> np.ndarray:
     """The valid target rows as ``(n_rows, n_outputs)`` (for scaling statistics)."""
     if layout.per_step:
@@ -76,6 +95,8 @@ def shape_predictions(
     """Network output -> the shape ``y`` had at fit; padded steps become NaN."""
     if layout.kind == "single":
         return raw[:, 0]
+    if layout.kind == "horizon":
+        return raw.reshape(len(raw), *layout.output_shape)
     if layout.per_step and lengths is not None:
         raw = raw.copy()
         raw[~step_mask(lengths, raw.shape[0], raw.shape[1])] = np.nan

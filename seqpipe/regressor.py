@@ -8,10 +8,16 @@ import numpy as np
 import torch
 from sklearn.base import RegressorMixin
 from sklearn.metrics import r2_score
+from sklearn.utils._param_validation import StrOptions
 
 from seqpipe._base import SequenceModelBase, feature_stats
 from seqpipe._sequences import step_mask
-from seqpipe._targets import as_matrix, check_regression_targets, shape_predictions
+from seqpipe._targets import (
+    as_matrix,
+    check_horizon_targets,
+    check_regression_targets,
+    shape_predictions,
+)
 from seqpipe._training import mse_loss
 
 
@@ -42,8 +48,14 @@ class LSTMRegressor(RegressorMixin, SequenceModelBase):
         Keras-style activations of the candidate/output and of the gates.
     architecture_options : dict or None, default=None
         Options specific to the chosen architecture.
+    head : {"dense", "seq2seq"}, default="dense"
+        ``"dense"``: output layer(s) on the body's final state (or on every step for
+        3-D ``y``). ``"seq2seq"``: encoder-decoder; the encoder's final state
+        initialises an LSTM decoder that emits ``horizon`` steps; ``y`` is
+        ``(n, horizon)`` or ``(n, horizon, n_targets)``.
     head_layers : tuple of int, default=()
-        Hidden Dense layers between the recurrent body and the output layer.
+        Hidden Dense layers between the recurrent body and the output layer
+        (``head="dense"`` only).
     head_activation : {"relu", "tanh", "sigmoid", "linear"}, default="relu"
         Activation of ``head_layers``.
     optimizer : {"adam", "adamw", "sgd", "rmsprop"} or Optimizer class, default="adam"
@@ -99,7 +111,11 @@ class LSTMRegressor(RegressorMixin, SequenceModelBase):
     (1,)
     """
 
-    _parameter_constraints = {**SequenceModelBase._parameter_constraints, "scale_y": ["boolean"]}
+    _parameter_constraints = {
+        **SequenceModelBase._parameter_constraints,
+        "scale_y": ["boolean"],
+        "head": [StrOptions({"dense", "seq2seq"})],
+    }
 
     def __init__(
         self,
@@ -112,6 +128,7 @@ class LSTMRegressor(RegressorMixin, SequenceModelBase):
         activation: str | None = "tanh",
         recurrent_activation: str | None = "sigmoid",
         architecture_options: dict[str, Any] | None = None,
+        head: str = "dense",
         head_layers: tuple[int, ...] = (),
         head_activation: str = "relu",
         optimizer: str | type = "adam",
@@ -138,6 +155,7 @@ class LSTMRegressor(RegressorMixin, SequenceModelBase):
         self.activation = activation
         self.recurrent_activation = recurrent_activation
         self.architecture_options = architecture_options
+        self.head = head
         self.head_layers = head_layers
         self.head_activation = head_activation
         self.optimizer = optimizer
@@ -177,7 +195,11 @@ class LSTMRegressor(RegressorMixin, SequenceModelBase):
         """
         self._validate_params()
         X, lengths = self._validate_X(X, reset=True)
-        y, layout, mask = check_regression_targets(y, X, lengths)
+        if self.head == "seq2seq":
+            y, layout = check_horizon_targets(y, X)
+            mask = None
+        else:
+            y, layout, mask = check_regression_targets(y, X, lengths)
         self._fit_input_scaling(X)
         if self.scale_y:
             mean, scale = feature_stats(as_matrix(y, layout, mask))
@@ -209,6 +231,8 @@ class LSTMRegressor(RegressorMixin, SequenceModelBase):
         """R² of ``predict(X)`` against ``y``; for per-step (3-D) targets, over all
         valid (sequence, step) pairs, which scikit-learn's metrics cannot take."""
         y = np.asarray(y, dtype=np.float64)
+        if self.head == "seq2seq":
+            return float(r2_score(y.reshape(len(y), -1), self.predict(X).reshape(len(y), -1)))
         if y.ndim != 3:
             return super().score(X, y, sample_weight=sample_weight)
         X3, lengths = self._validate_X(X, reset=False)

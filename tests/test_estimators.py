@@ -184,3 +184,40 @@ def test_cuda_request_without_cuda_is_clear(rng):
         LSTMRegressor(device="cuda", **FAST).fit(X, X.sum(axis=(1, 2)))
     model = LSTMRegressor(device="auto", **FAST).fit(X, X.sum(axis=(1, 2)))
     assert model.device_.type == "cpu"
+
+
+def _sine_windows(horizon: int):
+    series = np.sin(np.arange(300) * 0.1)
+    start = np.arange(200)[:, None]
+    X = series[start + np.arange(20)][:, :, None]
+    Y = series[start + 20 + np.arange(horizon)]
+    return X, Y
+
+
+@pytest.mark.parametrize("architecture", ["lstm", "gru"])
+def test_seq2seq_encoder_decoder_forecasts_horizon(architecture):
+    # Seed S12: the encoder's final state initialises a decoder emitting 5 steps.
+    X, Y = _sine_windows(5)
+    model = LSTMRegressor(
+        architecture, head="seq2seq", hidden_size=16, epochs=40, lr=0.01, random_state=0
+    ).fit(X, Y)
+    assert model.predict(X).shape == (200, 5)
+    assert model.score(X, Y) > 0.95
+    assert model.module_.decoder.hidden_size == model.module_.body.output_size
+
+
+def test_seq2seq_multiple_targets_and_grid_search():
+    X, Y = _sine_windows(3)
+    Y3 = np.stack([Y, 2 * Y], axis=2)
+    search = GridSearchCV(
+        LSTMRegressor(hidden_size=8, epochs=3, random_state=0),
+        {"head": ["seq2seq"], "bidirectional": [False, True]},
+        cv=TimeSeriesSplit(n_splits=2),
+    ).fit(X, Y3)
+    assert search.best_estimator_.predict(X[:4]).shape == (4, 3, 2)
+
+
+def test_seq2seq_needs_horizon_targets():
+    X, Y = _sine_windows(3)
+    with pytest.raises(ValueError, match=r"head='seq2seq' needs y of shape \(n_samples, horizon\)"):
+        LSTMRegressor(head="seq2seq", epochs=1).fit(X, Y[:, 0])
