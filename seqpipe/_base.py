@@ -19,6 +19,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from seqpipe._network import HEAD_ACTIVATIONS, Seq2SeqNetwork, SequenceNetwork
 from seqpipe._sequences import check_sequences
+from seqpipe._targets import TargetLayout
 from seqpipe._training import LoopSettings, LossFn, TensorData, train_epochs
 from seqpipe.architectures.spec import BodyConfig
 from seqpipe.plugins import get_architecture
@@ -138,7 +139,7 @@ class SequenceModelBase(BaseEstimator):
             options=dict(self.architecture_options or {}),
         )
 
-    def _build_module(self, n_outputs: int, *, per_step: bool) -> torch.nn.Module:
+    def _build_module(self, layout: TargetLayout) -> torch.nn.Module:
         spec = get_architecture(self.architecture)
         body = spec.build(self._body_config(self.n_features_in_))
         if not isinstance(getattr(body, "output_size", None), numbers.Integral):
@@ -146,14 +147,13 @@ class SequenceModelBase(BaseEstimator):
                 f"architecture {self.architecture!r} built {type(body).__name__} without an "
                 "integer `output_size` attribute, which the body contract requires"
             )
-        layout = getattr(self, "target_layout_", None)
-        if getattr(self, "head", "dense") == "seq2seq" and layout is not None:
+        if layout.kind == "horizon":
             horizon, *rest = layout.output_shape
             return Seq2SeqNetwork(body, horizon, rest[0] if rest else 1)
         return SequenceNetwork(
             body,
-            n_outputs,
-            per_step=per_step,
+            layout.n_outputs,
+            per_step=layout.per_step,
             head_layers=tuple(self.head_layers),
             head_activation=self.head_activation,
         )
@@ -170,11 +170,9 @@ class SequenceModelBase(BaseEstimator):
         y: torch.Tensor,
         mask: np.ndarray | None,
         loss_fn: LossFn,
-        n_outputs: int,
-        *,
-        per_step: bool,
+        layout: TargetLayout,
     ) -> None:
-        """Build (or, with warm_start, reuse) the network and train it on ``(X, y)``."""
+        """Build (or, with warm_start, reuse) the network for ``layout`` and train it."""
         self.device_ = resolve_device(self.device)
         seed = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
         data = TensorData(
@@ -184,21 +182,18 @@ class SequenceModelBase(BaseEstimator):
             None if mask is None else torch.from_numpy(mask).to(self.device_),
         )
         train, valid = self._split_validation(data)
-        reuse = (
-            self.warm_start
-            and hasattr(self, "module_")
-            and self._output_signature_ == (n_outputs, per_step)
-        )
+        reuse = self.warm_start and hasattr(self, "module_") and self.target_layout_ == layout
         devices = [self.device_.index or 0] if self.device_.type == "cuda" else []
         # Seed inside a forked RNG so fit is reproducible without touching the
         # caller's global torch state.
         with torch.random.fork_rng(devices=devices):
             torch.manual_seed(seed)
             if not reuse:
-                self.module_ = self._build_module(n_outputs, per_step=per_step).to(self.device_)
-                self.optimizer_ = self._make_optimizer(self.module_)
+                self.module_ = self._build_module(layout).to(self.device_)
                 self.history_ = []
-                self._output_signature_ = (n_outputs, per_step)
+            if not reuse or not hasattr(self, "optimizer_"):  # pickles from a GPU drop it
+                self.optimizer_ = self._make_optimizer(self.module_)
+            self.target_layout_ = layout
             generator = torch.Generator().manual_seed(seed)
             self.best_epoch_ = train_epochs(
                 self.module_,

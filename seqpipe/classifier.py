@@ -12,6 +12,7 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_consistent_length, column_or_1d
 
 from seqpipe._base import SequenceModelBase
+from seqpipe._targets import TargetLayout
 from seqpipe._training import cross_entropy_loss
 
 
@@ -112,9 +113,8 @@ class LSTMClassifier(ClassifierMixin, SequenceModelBase):
             )
         self._fit_input_scaling(X)
         codes = torch.from_numpy(encoder.transform(y).astype(np.int64))
-        self._fit_network(
-            X, lengths, codes, None, cross_entropy_loss, len(self.classes_), per_step=False
-        )
+        layout = TargetLayout("classes", len(self.classes_))
+        self._fit_network(X, lengths, codes, None, cross_entropy_loss, layout)
         return self
 
     def predict_proba(self, X: Any) -> np.ndarray:

@@ -206,12 +206,9 @@ class LSTMRegressor(RegressorMixin, SequenceModelBase):
         else:
             mean, scale = np.zeros(layout.n_outputs), np.ones(layout.n_outputs)
         self.y_mean_, self.y_scale_ = mean, scale
-        self.target_layout_ = layout
         y_scaled = (y.reshape(*y.shape[: 2 if layout.per_step else 1], -1) - mean) / scale
         y_tensor = torch.from_numpy(np.nan_to_num(y_scaled).astype(np.float32))
-        self._fit_network(
-            X, lengths, y_tensor, mask, mse_loss, layout.n_outputs, per_step=layout.per_step
-        )
+        self._fit_network(X, lengths, y_tensor, mask, mse_loss, layout)
         return self
 
     def predict(self, X: Any) -> np.ndarray:

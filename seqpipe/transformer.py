@@ -13,7 +13,7 @@ from sklearn.utils.multiclass import type_of_target
 
 from seqpipe._base import SequenceModelBase, feature_stats
 from seqpipe._sequences import step_mask
-from seqpipe._targets import as_matrix, check_regression_targets
+from seqpipe._targets import TargetLayout, as_matrix, check_regression_targets
 from seqpipe._training import cross_entropy_loss, mse_loss
 
 
@@ -140,8 +140,7 @@ class LSTMTransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Sequenc
                 torch.from_numpy(codes.astype(np.int64)),
                 None,
                 cross_entropy_loss,
-                max(n_classes, 2),
-                per_step=False,
+                TargetLayout("classes", max(n_classes, 2)),
             )
         else:
             y, layout, mask = check_regression_targets(y, X, lengths)
@@ -153,8 +152,7 @@ class LSTMTransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Sequenc
                 torch.from_numpy(np.nan_to_num(y).astype(np.float32)),
                 mask,
                 mse_loss,
-                layout.n_outputs,
-                per_step=layout.per_step,
+                layout,
             )
         self._n_features_out = int(self.module_.body.output_size)
         return self
@@ -178,8 +176,7 @@ class LSTMTransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Sequenc
             torch.from_numpy(target.astype(np.float32)),
             valid,
             mse_loss,
-            X.shape[2],
-            per_step=True,
+            TargetLayout("per_step", X.shape[2]),
         )
 
     def transform(self, X: Any) -> np.ndarray:
