@@ -32,7 +32,10 @@ ENTRY_POINT_GROUP = "seqpipe"
 DISABLE_ENV_VAR = "SEQPIPE_DISABLE_PLUGINS"
 
 #: Modules registered as plugins before any external one; the same hook, the same path.
-BUILTIN_PLUGINS: tuple[str, ...] = ("seqpipe.architectures.torch_rnn",)
+BUILTIN_PLUGINS: tuple[str, ...] = (
+    "seqpipe.architectures.torch_rnn",
+    "seqpipe.architectures.lstm_variants",
+)
 
 
 class PluginWarning(UserWarning):

@@ -1,0 +1,112 @@
+"""Training time per epoch: hand-written cells against ``nn.LSTM`` at the same size.
+
+Target (BRIEF.md): every custom cell trains within 3x of ``nn.LSTM``.
+
+Each model is the body plus a linear head on the summary; an epoch is forward,
+MSE loss, backward and an Adam step over every batch. Models are timed
+interleaved, round after round, and each keeps its fastest epoch, so load from
+other processes hits all of them alike.
+
+Rows: ``lstm relu`` is what ``LSTMRegressor(activation="relu")`` trains (Keras'
+``LSTM(50, activation="relu")``); ``peephole_lstm``/``cifg_lstm`` use the default
+tanh/sigmoid; ``nn.GRU`` and the bidirectional pair are for reference.
+
+Run: ``python bench/cells.py [--threads 2] [--rounds 5]``. With other processes
+competing for the cores, 2-thread figures swing widely (OpenMP workers wait to be
+scheduled at every small matmul, in ``nn.LSTM`` and here alike); compare with
+``--threads 1`` when in doubt.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+from torch import nn
+
+from seqpipe.architectures.cells import CustomGRU, CustomLSTM
+from seqpipe.architectures.spec import BodyConfig
+from seqpipe.architectures.torch_rnn import TorchRecurrentBody
+
+
+class _Net(nn.Module):
+    def __init__(self, body: nn.Module) -> None:
+        super().__init__()
+        self.body = body
+        self.head = nn.Linear(body.output_size, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.body(x)[1])
+
+
+#: (name, the nn.LSTM it is compared with, builder(features, hidden))
+MODELS = [
+    ("nn.LSTM", "nn.LSTM", lambda f, h: TorchRecurrentBody("lstm", BodyConfig(f, h))),
+    ("lstm relu", "nn.LSTM", lambda f, h: CustomLSTM(f, h, activation="relu")),
+    ("peephole_lstm", "nn.LSTM", lambda f, h: CustomLSTM(f, h, peephole=True)),
+    ("cifg_lstm", "nn.LSTM", lambda f, h: CustomLSTM(f, h, cifg=True)),
+    ("gru relu", "nn.LSTM", lambda f, h: CustomGRU(f, h, activation="relu")),
+    ("nn.GRU", "nn.LSTM", lambda f, h: TorchRecurrentBody("gru", BodyConfig(f, h))),
+    (
+        "nn.LSTM bi",
+        "nn.LSTM bi",
+        lambda f, h: TorchRecurrentBody("lstm", BodyConfig(f, h, bidirectional=True)),
+    ),
+    (
+        "lstm relu bi",
+        "nn.LSTM bi",
+        lambda f, h: CustomLSTM(f, h, bidirectional=True, activation="relu"),
+    ),
+]
+
+
+def _epoch(net: nn.Module, opt: torch.optim.Optimizer, X, y, batch: int) -> float:
+    start = time.perf_counter()
+    for i in range(0, X.shape[0], batch):
+        opt.zero_grad(set_to_none=True)
+        loss = nn.functional.mse_loss(net(X[i : i + batch]), y[i : i + batch])
+        loss.backward()
+        opt.step()
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--samples", type=int, default=2000)
+    parser.add_argument("--steps", type=int, default=32)
+    parser.add_argument("--features", type=int, default=4)
+    parser.add_argument("--hidden", type=int, default=64)
+    parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    X = torch.randn(args.samples, args.steps, args.features)
+    y = torch.randn(args.samples, 1)
+    models = {}
+    for name, _, build in MODELS:
+        net = _Net(build(args.features, args.hidden))
+        models[name] = (net, torch.optim.Adam(net.parameters(), lr=1e-3))
+    best = dict.fromkeys(models, float("inf"))
+    for round_ in range(args.rounds + 1):
+        for name, (net, opt) in models.items():
+            seconds = _epoch(net, opt, X, y, args.batch)
+            if round_:  # round 0 warms up
+                best[name] = min(best[name], seconds)
+
+    print(
+        f"training, {args.samples}x{args.steps}x{args.features}, hidden {args.hidden}, "
+        f"batch {args.batch}, {args.threads} threads, best of {args.rounds} epochs "
+        f"(torch {torch.__version__})"
+    )
+    print(f"{'model':<14} {'s/epoch':>8}  ratio")
+    for name, base, _ in MODELS:
+        ratio = best[name] / best[base]
+        print(f"{name:<14} {best[name]:8.4f}  {ratio:5.2f} x {base}")
+
+
+if __name__ == "__main__":
+    main()

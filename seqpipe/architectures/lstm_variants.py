@@ -1,0 +1,72 @@
+"""Built-in plugin: the LSTM variants ``peephole_lstm`` and ``cifg_lstm``.
+
+Both run on :class:`~seqpipe.architectures.cells.CustomLSTM` and honour every
+common knob (``hidden_size``, ``num_layers``, ``bidirectional``, ``dropout``,
+``activation``, ``recurrent_activation``). ``architecture_options`` may combine
+the two ideas: ``{"cifg": True}`` for ``peephole_lstm``, ``{"peephole": True}``
+for ``cifg_lstm``. Both export as native ONNX ``LSTM`` nodes (``P`` input,
+``input_forget=1``).
+
+Registered through the same ``seqpipe_architectures`` hook as any external plugin.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from torch import nn
+
+from seqpipe.architectures.native_onnx import lower_native
+from seqpipe.architectures.spec import ArchitectureSpec, BodyConfig
+from seqpipe.hookspecs import hookimpl
+
+_TEST_PARAMS = (
+    {"hidden_size": 8},
+    {"hidden_size": 6, "num_layers": 2, "bidirectional": True, "dropout": 0.1},
+    {"hidden_size": 8, "activation": "relu", "recurrent_activation": "hard_sigmoid"},
+)
+
+
+def _builder(name: str, *, peephole: bool, cifg: bool) -> Callable[[BodyConfig], nn.Module]:
+    # The option that is not fixed by the architecture's name may be switched on.
+    option = "cifg" if peephole else "peephole"
+
+    def build(config: BodyConfig) -> nn.Module:
+        unknown = sorted(set(config.options) - {option})
+        if unknown:
+            raise ValueError(
+                f"architecture {name!r} got unknown architecture_options {unknown}; "
+                f"it accepts only {option!r} (bool)"
+            )
+        value = config.options.get(option, False)
+        if not isinstance(value, bool):
+            raise ValueError(f"architecture_options[{option!r}] must be a bool, got {value!r}")
+        # Imported here so building the registry stays cheap.
+        from seqpipe.architectures.cells import build_custom
+
+        return build_custom(
+            "lstm", config, peephole=peephole or value, cifg=cifg or (option == "cifg" and value)
+        )
+
+    build.__name__ = f"build_{name}"
+    return build
+
+
+@hookimpl
+def seqpipe_architectures() -> list[ArchitectureSpec]:
+    return [
+        ArchitectureSpec(
+            name="peephole_lstm",
+            build=_builder("peephole_lstm", peephole=True, cifg=False),
+            description="LSTM with peephole connections (Gers & Schmidhuber 2000)",
+            onnx_lowering=lower_native,
+            test_params=_TEST_PARAMS,
+        ),
+        ArchitectureSpec(
+            name="cifg_lstm",
+            build=_builder("cifg_lstm", peephole=False, cifg=True),
+            description="LSTM with a coupled input-forget gate (f = 1 - i)",
+            onnx_lowering=lower_native,
+            test_params=_TEST_PARAMS,
+        ),
+    ]
