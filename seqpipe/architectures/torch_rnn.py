@@ -11,6 +11,7 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
+from seqpipe.architectures.native_onnx import lower_native
 from seqpipe.architectures.padding import summarize
 from seqpipe.architectures.spec import ArchitectureSpec, BodyConfig
 from seqpipe.hookspecs import hookimpl
@@ -59,6 +60,13 @@ class TorchRecurrentBody(nn.Module):
             out, _ = self.rnn(x)
         return out, summarize(out, lengths, self.hidden_size, self.bidirectional)
 
+    def onnx_recurrent_layers(self) -> list[dict]:
+        """The layers as native ONNX recurrent nodes (see ``native_onnx``)."""
+        # Imported here: only an export needs it, and it pulls in onnx.
+        from seqpipe.onnx.lowering import torch_rnn_layers
+
+        return torch_rnn_layers(self.rnn)
+
 
 def _activation_name(value: str | None) -> str:
     return "linear" if value is None else str(value).lower()
@@ -92,6 +100,7 @@ def _spec(kind: str, description: str) -> ArchitectureSpec:
         name=kind,
         build=build,
         description=description,
+        onnx_lowering=lower_native,
         test_params=(
             {"hidden_size": 8},
             {"hidden_size": 6, "num_layers": 2, "bidirectional": True, "dropout": 0.1},

@@ -1,0 +1,274 @@
+"""The ``seqpipe`` command: export fitted models, predict with and inspect ONNX files.
+
+::
+
+    seqpipe export MODEL.joblib OUT.onnx [--streaming] [--opset N] [--no-verify]
+    seqpipe predict MODEL.onnx INPUT.(csv|npy) [-o OUT.(csv|npy)] [--proba]
+    seqpipe info MODEL.onnx [--json]
+
+``predict`` and ``info`` need only numpy and onnxruntime (no torch). Input files:
+
+* ``.npy``: a 3-D array ``(n_samples, n_timesteps, n_features)``, or 2-D
+  ``(n_samples, n_timesteps)`` for a one-feature model; NaN-pad shorter sequences
+  at the end;
+* ``.csv``: one sequence per row, values step by step with the features of each
+  step together (``x[t0,f0], x[t0,f1], ..., x[t1,f0], ...``), so a row holds
+  ``n_timesteps * n_features`` numbers; shorter sequences leave trailing cells empty
+  (or ``nan``). A first row that is not numeric is taken as a header and skipped.
+
+Output: ``.npy`` keeps the shape; ``.csv`` (and the default, stdout) writes one row
+per sequence, per-step outputs flattened the same way as the input.
+
+Errors print ``seqpipe: error: ...`` to stderr and exit with status 1 (2 for usage).
+Subcommands are registered in :data:`COMMANDS`; adding one is adding a function
+and a parser there.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+class CommandError(Exception):
+    """A problem with the user's files or arguments, reported without a traceback."""
+
+
+# --- export ------------------------------------------------------------------------
+def _add_export(sub: Any) -> None:
+    p = sub.add_parser("export", help="write a fitted model (joblib/pickle) as an ONNX file")
+    p.add_argument("model", help="fitted estimator or pipeline saved with joblib.dump or pickle")
+    p.add_argument("output", help="ONNX file to write (replaced atomically)")
+    p.add_argument("--opset", type=int, default=None, help="ONNX opset (default 18)")
+    p.add_argument("--streaming", action="store_true", help="add recurrent state inputs/outputs")
+    p.add_argument("--no-verify", action="store_true", help="skip the onnxruntime parity check")
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from seqpipe.onnx import export
+
+    model = _load_pickle(Path(args.model))
+    try:
+        path = export(
+            model,
+            args.output,
+            opset=args.opset,
+            streaming=args.streaming,
+            verify=not args.no_verify,
+        )
+    except (TypeError, ValueError) as exc:
+        raise CommandError(str(exc)) from None
+    print(f"wrote {path}")
+    return 0
+
+
+def _load_pickle(path: Path) -> Any:
+    if not path.is_file():
+        raise CommandError(f"no such file: {path}")
+    try:
+        import joblib
+
+        return joblib.load(path)
+    except ImportError:
+        import pickle
+
+        with path.open("rb") as handle:
+            return pickle.load(handle)
+    except Exception as exc:
+        raise CommandError(f"{path} is not a joblib/pickle file of a fitted model: {exc}") from None
+
+
+# --- predict -----------------------------------------------------------------------
+def _add_predict(sub: Any) -> None:
+    p = sub.add_parser("predict", help="predict with an exported model on a .csv or .npy file")
+    p.add_argument("model", help="ONNX file written by seqpipe")
+    p.add_argument("input", help=".npy (2-D/3-D) or .csv (one sequence per row)")
+    p.add_argument("-o", "--output", help="write to this .csv or .npy instead of stdout")
+    p.add_argument("--proba", action="store_true", help="class probabilities (classifiers)")
+    p.add_argument("--providers", default=None, help="'cpu' (default) or 'cuda'")
+
+
+def _cmd_predict(args: argparse.Namespace) -> int:
+    model = _load_model(args.model, args.providers)
+    X = read_input(Path(args.input), model.n_features_in_)
+    try:
+        if args.proba:
+            result = model.predict_proba(X)
+        elif model.task == "transform":
+            result = model.transform(X)
+        else:
+            result = model.predict(X)
+    except (AttributeError, TypeError, ValueError) as exc:
+        raise CommandError(str(exc)) from None
+    write_output(result, args.output)
+    return 0
+
+
+def read_input(path: Path, n_features: int) -> np.ndarray:
+    """Read a ``.npy`` or ``.csv`` input file (layouts in the module docstring)."""
+    if not path.is_file():
+        raise CommandError(f"no such file: {path}")
+    suffix = path.suffix.lower()
+    if suffix == ".npy":
+        try:
+            return np.load(path, allow_pickle=False)
+        except ValueError as exc:
+            raise CommandError(f"{path} is not a numeric .npy file: {exc}") from None
+    if suffix != ".csv":
+        raise CommandError(f"input must be a .csv or .npy file, got {path.name!r}")
+    rows = _read_csv_rows(path)
+    width = max(len(r) for r in rows)
+    if width % n_features:
+        raise CommandError(
+            f"{path}: the longest row has {width} values, not a multiple of the model's "
+            f"{n_features} features per time step"
+        )
+    X = np.full((len(rows), width), np.nan)
+    for i, row in enumerate(rows):
+        X[i, : len(row)] = row
+    return X.reshape(len(rows), width // n_features, n_features)
+
+
+def _read_csv_rows(path: Path) -> list[list[float]]:
+    rows: list[list[float]] = []
+    with path.open(newline="") as handle:
+        for number, row in enumerate(csv.reader(handle), start=1):
+            cells = [c.strip() for c in row]
+            while cells and cells[-1] == "":
+                cells.pop()
+            if not cells:
+                continue
+            try:
+                rows.append([float(c) if c else float("nan") for c in cells])
+            except ValueError:
+                if number == 1 and not rows:
+                    continue  # a header
+                raise CommandError(f"{path}, line {number}: non-numeric value in {row}") from None
+    if not rows:
+        raise CommandError(f"{path} holds no data rows")
+    return rows
+
+
+def write_output(result: np.ndarray, output: str | None) -> None:
+    """Write ``result`` to ``output`` (.npy or .csv) or as CSV to stdout."""
+    if output is not None and output.lower().endswith(".npy"):
+        np.save(output, result, allow_pickle=False)
+        return
+    if output is not None and not output.lower().endswith(".csv"):
+        raise CommandError(f"output must be a .csv or .npy file, got {output!r}")
+    flat = result.reshape(len(result), -1) if result.ndim > 1 else result[:, None]
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    for row in flat:
+        writer.writerow([v if isinstance(v, str) else repr(v.item()) for v in row])
+    if output is None:
+        sys.stdout.write(buffer.getvalue())
+    else:
+        Path(output).write_text(buffer.getvalue())
+
+
+# --- info --------------------------------------------------------------------------
+def _add_info(sub: Any) -> None:
+    p = sub.add_parser("info", help="show what an exported model expects and contains")
+    p.add_argument("model", help="ONNX file written by seqpipe")
+    p.add_argument("--json", action="store_true", help="print the raw metadata as JSON")
+
+
+def _cmd_info(args: argparse.Namespace) -> int:
+    from seqpipe import _format as fmt
+
+    model = _load_model(args.model, None)
+    meta = model.metadata
+    if args.json:
+        print(json.dumps(meta, indent=2, sort_keys=True))
+        return 0
+    network = json.loads(meta.get(fmt.KEY_NETWORK, "{}"))
+    lines = [
+        f"file:          {args.model}",
+        f"model:         {meta.get(fmt.KEY_MODEL)} (seqpipe {meta.get(fmt.KEY_VERSION)})",
+        f"task:          {model.task} ({model.output_kind})",
+        f"architecture:  {model.architecture} "
+        + ", ".join(f"{k}={v}" for k, v in network.items() if k != "architecture"),
+        "inputs:",
+    ]
+    for item in json.loads(meta.get(fmt.KEY_INPUTS, "[]")):
+        lines.append(
+            f"  {item['name']}: {item['dtype']} {_shape(item['shape'])}  {item['meaning']}"
+        )
+    lines.append("outputs:")
+    for item in json.loads(meta.get(fmt.KEY_OUTPUTS, "[]")):
+        lines.append(
+            f"  {item['name']}: {item['dtype']} {_shape(item['shape'])}  {item['meaning']}"
+        )
+    if model.classes_ is not None:
+        lines.append(f"classes:       {model.classes_.tolist()}")
+    lines.append(f"streaming:     {'yes' if model.streaming else 'no'}")
+    unsupported = json.loads(meta.get(fmt.KEY_CUDA_UNSUPPORTED, "[]"))
+    lines.append(
+        "cuda:          " + ("refused: " + ", ".join(unsupported) if unsupported else "ok")
+    )
+    verified = meta.get(fmt.KEY_VERIFIED)
+    if verified:
+        v = json.loads(verified)
+        lines.append(
+            f"verified:      max abs diff {v['max_abs_diff']:.3g} at batch sizes "
+            f"{v['batch_sizes']}, lengths {v['lengths']}, ragged (rtol {v['rtol']:g})"
+        )
+    else:
+        lines.append("verified:      no")
+    print("\n".join(lines))
+    return 0
+
+
+def _shape(shape: Sequence[Any]) -> str:
+    return "(" + ", ".join(str(d) for d in shape) + ")"
+
+
+def _load_model(path: str, providers: str | None) -> Any:
+    from seqpipe import runtime
+
+    try:
+        return runtime.load(path, providers)
+    except (FileNotFoundError, ValueError) as exc:
+        raise CommandError(str(exc)) from None
+
+
+# --- entry point -------------------------------------------------------------------
+#: name -> (add the subparser, run it)
+COMMANDS: dict[str, tuple[Callable[[Any], None], Callable[[argparse.Namespace], int]]] = {
+    "export": (_add_export, _cmd_export),
+    "predict": (_add_predict, _cmd_predict),
+    "info": (_add_info, _cmd_info),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="seqpipe", description="seqpipe: export and serve sequence models as ONNX"
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for add, _ in COMMANDS.values():
+        add(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit status (0 ok, 1 error, 2 usage)."""
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command][1](args)
+    except CommandError as exc:
+        print(f"seqpipe: error: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

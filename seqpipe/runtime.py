@@ -1,0 +1,395 @@
+"""Serve files written by :func:`seqpipe.onnx.export` with onnxruntime alone.
+
+This module imports only numpy and onnxruntime (not torch, onnx or scikit-learn),
+so a production service installs ``numpy onnxruntime`` and seqpipe, nothing more::
+
+    from seqpipe import runtime
+    model = runtime.load("model.onnx")          # or providers="cuda"
+    y = model.predict(X)                         # same numbers as the estimator's predict
+
+Inputs follow the Python API: ``(n_samples, n_timesteps, n_features)``, 2-D
+``(n_samples, n_timesteps)`` for one feature, lists of sequences of different
+lengths, or NaN padding at the end of shorter sequences. Everything that can be
+worked out once (names, shapes, classes) is worked out in :func:`load`, so a call
+costs little more than onnxruntime's own ``run``.
+
+Thread safety: an :class:`OnnxSequenceModel` may be shared by any number of
+threads (onnxruntime sessions are thread-safe and each call uses its own
+arrays). A :class:`Stream` holds one set of recurrent states and belongs to one
+thread at a time.
+
+GPU: ``providers="cuda"`` needs onnxruntime-gpu. onnxruntime's CUDA LSTM/GRU/RNN
+kernels (cuDNN) ignore peephole weights, the coupled input-forget gate,
+non-default activations, ``clip`` and GRU's ``linear_before_reset=0``, and
+would return wrong numbers without an error. Files using any of those (listed
+in their ``seqpipe.cuda_unsupported`` metadata) are refused on CUDA, or run on
+the CPU with a warning when ``allow_cpu_fallback=True``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import warnings
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+
+from seqpipe import _format as fmt
+from seqpipe._runtime_checks import CPU, check_batch, resolve_providers, wants_cuda
+
+__all__ = ["OnnxSequenceModel", "Stream", "StreamingSession", "load"]
+
+#: Newest file format this runtime understands.
+SUPPORTED_FORMAT = int(fmt.FORMAT_VERSION)
+
+
+def load(
+    path: str | os.PathLike | bytes,
+    providers: Any = None,
+    *,
+    allow_cpu_fallback: bool = False,
+    intra_op_num_threads: int | None = None,
+    session_options: ort.SessionOptions | None = None,
+) -> OnnxSequenceModel:
+    """Open an exported seqpipe model.
+
+    Parameters
+    ----------
+    path : path-like or bytes
+        The ``.onnx`` file (or its bytes).
+    providers : None, "cpu", "cuda" or list, default=None
+        Where to run: None and ``"cpu"`` mean onnxruntime's CPU provider; ``"cuda"``
+        means CUDA with the CPU for the nodes CUDA lacks; a list is passed to
+        onnxruntime as given (names or ``(name, options)`` pairs).
+    allow_cpu_fallback : bool, default=False
+        When CUDA is requested for a file whose recurrent nodes CUDA would compute
+        wrongly: run on the CPU with a warning instead of raising.
+    intra_op_num_threads : int, optional
+        Threads onnxruntime uses within an operator (its default: all cores).
+    session_options : onnxruntime.SessionOptions, optional
+        Full control over the session; ``intra_op_num_threads`` overrides its field.
+
+    Returns
+    -------
+    OnnxSequenceModel
+
+    Raises
+    ------
+    FileNotFoundError
+        No such file.
+    ValueError
+        Not an ONNX file, not written by seqpipe, or the requested provider is not
+        available or cannot run this file correctly.
+
+    Examples
+    --------
+    >>> import numpy as np, tempfile, os
+    >>> from seqpipe import LSTMRegressor, runtime
+    >>> from seqpipe.onnx import export
+    >>> X = np.random.default_rng(0).normal(size=(20, 4, 1))
+    >>> est = LSTMRegressor(hidden_size=4, epochs=2, random_state=0).fit(X, X[:, -1, 0])
+    >>> path = os.path.join(tempfile.mkdtemp(), "model.onnx")
+    >>> _ = export(est, path)
+    >>> model = runtime.load(path)
+    >>> model.task, model.n_features_in_
+    ('regression', 1)
+    >>> bool(np.allclose(model.predict(X), est.predict(X), atol=1e-5))
+    True
+    """
+    if isinstance(path, (bytes, bytearray)):
+        source: Any = bytes(path)
+        where = "the given bytes"
+    else:
+        source = os.fspath(path)
+        where = repr(source)
+        if not os.path.isfile(source):
+            raise FileNotFoundError(f"no ONNX model at {where}")
+    available = ort.get_available_providers()
+    resolved = resolve_providers(providers, available)
+    options = session_options or ort.SessionOptions()
+    if intra_op_num_threads is not None:
+        options.intra_op_num_threads = int(intra_op_num_threads)
+    session = _session(source, where, options, resolved)
+    metadata = _seqpipe_metadata(session, where)
+    if wants_cuda(resolved):
+        unsupported = json.loads(metadata.get(fmt.KEY_CUDA_UNSUPPORTED, "[]"))
+        if unsupported:
+            message = (
+                f"the model in {where} uses {', '.join(unsupported)}, which onnxruntime's CUDA "
+                "recurrent kernels do not implement (they would return wrong numbers "
+                "silently)."
+            )
+            if not allow_cpu_fallback:
+                raise ValueError(
+                    f"{message} Run it with providers='cpu', or pass allow_cpu_fallback=True"
+                )
+            warnings.warn(f"{message} Running it on the CPU instead.", RuntimeWarning, stacklevel=2)
+            resolved = [CPU]
+            session = _session(source, where, options, resolved)
+        elif "CUDAExecutionProvider" not in session.get_providers():
+            raise ValueError(
+                f"CUDA was requested but onnxruntime could not start it for {where} (it runs "
+                f"on {session.get_providers()}); check the CUDA/cuDNN installation"
+            )
+    return OnnxSequenceModel(session, metadata, source if isinstance(source, str) else None)
+
+
+def _session(
+    source: Any, where: str, options: ort.SessionOptions, providers: list[Any]
+) -> ort.InferenceSession:
+    try:
+        return ort.InferenceSession(source, sess_options=options, providers=providers)
+    except Exception as exc:  # onnxruntime raises its own pybind exception types
+        raise ValueError(f"{where} is not a valid ONNX model onnxruntime can run: {exc}") from None
+
+
+def _seqpipe_metadata(session: ort.InferenceSession, where: str) -> dict[str, str]:
+    metadata = dict(session.get_modelmeta().custom_metadata_map)
+    version = metadata.get(fmt.KEY_FORMAT)
+    if version is None:
+        raise ValueError(
+            f"{where} is an ONNX model but was not written by seqpipe.onnx.export (it has no "
+            f"{fmt.KEY_FORMAT!r} metadata); use onnxruntime.InferenceSession directly"
+        )
+    if not version.isdigit() or int(version) > SUPPORTED_FORMAT:
+        raise ValueError(
+            f"{where} uses seqpipe file format {version}, newer than this runtime reads "
+            f"({SUPPORTED_FORMAT}); upgrade seqpipe"
+        )
+    return metadata
+
+
+class OnnxSequenceModel:
+    """An exported model, ready to predict. Made by :func:`load`.
+
+    Attributes
+    ----------
+    task : {"regression", "classification", "transform"}
+    n_features_in_ : int
+        Features per time step the input must have.
+    classes_ : ndarray or None
+        Class labels (classifiers), in the order of ``predict_proba``'s columns.
+    output_kind : str
+        ``single``, ``vector``, ``per_step``, ``horizon`` (encoder-decoder),
+        ``classes`` or ``features``.
+    metadata : dict
+        Everything the exporter recorded (see :mod:`seqpipe._format`).
+    streaming : bool
+        Whether the file has recurrent state inputs (see :meth:`stream`).
+    """
+
+    def __init__(self, session: ort.InferenceSession, metadata: dict[str, str], path: str | None):
+        self.session = session
+        self.metadata = metadata
+        self.path = path
+        self.task = metadata[fmt.KEY_TASK]
+        self.output_kind = metadata.get(fmt.KEY_OUTPUT_KIND, "")
+        self.architecture = metadata.get(fmt.KEY_ARCHITECTURE, "")
+        self.n_features_in_ = int(metadata[fmt.KEY_N_FEATURES])
+        self.states = json.loads(metadata.get(fmt.KEY_STREAMING, "[]"))
+        self.streaming = bool(self.states)
+        self.classes_ = None
+        if self.task == fmt.TASK_CLASSIFICATION:
+            dtype = np.dtype(metadata.get(fmt.KEY_CLASSES_DTYPE, "O"))
+            self.classes_ = np.asarray(json.loads(metadata[fmt.KEY_CLASSES]), dtype=dtype)
+        names = {o.name for o in session.get_outputs()}
+        main = {
+            fmt.TASK_REGRESSION: fmt.OUTPUT_REGRESSION,
+            fmt.TASK_CLASSIFICATION: fmt.OUTPUT_LABEL,
+            fmt.TASK_TRANSFORM: fmt.OUTPUT_FEATURES,
+        }.get(self.task)
+        if main not in names:
+            raise ValueError(f"the model has no {main!r} output for task {self.task!r}")
+        self._main = [main]
+        self._proba = [fmt.OUTPUT_PROBA]
+        self._input = session.get_inputs()[0].name
+        self._run = session.run
+        self._labels = None if self.classes_ is None else self.classes_.dtype
+
+    def __repr__(self) -> str:
+        where = f" from {self.path!r}" if self.path else ""
+        return (
+            f"<OnnxSequenceModel {self.metadata.get(fmt.KEY_MODEL, '?')} ({self.task}, "
+            f"{self.n_features_in_} features){where}>"
+        )
+
+    def _feeds(self, X: np.ndarray) -> dict[str, np.ndarray]:
+        feeds = {self._input: X}
+        for state in self.states:
+            # A separate zero array per state: onnxruntime may read inputs in place.
+            feeds[state["input"]] = np.zeros((1, X.shape[0], state["shape"][2]), np.float32)
+        return feeds
+
+    def predict(self, X: Any) -> np.ndarray:
+        """Predictions, shaped as the estimator's ``predict`` returns them.
+
+        Regression: ``(n,)``, ``(n, k)`` or ``(n, n_timesteps, k)`` float64 (NaN at
+        padded steps); classification: labels from ``classes_``; transform: the
+        features (as :meth:`transform`).
+        """
+        if self._labels is not None or self.states or self.task != fmt.TASK_REGRESSION:
+            return self._predict_other(X)
+        # The hot path (a regression file), kept to one check and one run.
+        return self._run(self._main, {self._input: check_batch(X, self.n_features_in_)})[0]
+
+    def _predict_other(self, X: Any) -> np.ndarray:
+        if self.task == fmt.TASK_TRANSFORM:
+            return self.transform(X)
+        out = self._run(self._main, self._feeds(check_batch(X, self.n_features_in_)))[0]
+        return out if self._labels is None else out.astype(self._labels, copy=False)
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        """Class probabilities ``(n, n_classes)``, columns ordered as ``classes_``."""
+        if self.task != fmt.TASK_CLASSIFICATION:
+            raise AttributeError(
+                f"predict_proba is only available for classifiers; this model's task is "
+                f"{self.task!r}"
+            )
+        X = check_batch(X, self.n_features_in_)
+        return self._run(self._proba, self._feeds(X))[0]
+
+    def transform(self, X: Any) -> np.ndarray:
+        """Each sequence's encoding ``(n, n_features_out)`` (LSTMTransformer files);
+        float32 for float32 input, else float64, as the estimator returns it."""
+        if self.task != fmt.TASK_TRANSFORM:
+            raise AttributeError(
+                f"transform is only available for LSTMTransformer models; this model's task "
+                f"is {self.task!r}"
+            )
+        float32 = getattr(X, "dtype", None) == np.float32
+        X = check_batch(X, self.n_features_in_)
+        out = self._run(self._main, self._feeds(X))[0]
+        return out if float32 else out.astype(np.float64)
+
+    def run(self, X: Any) -> dict[str, np.ndarray]:
+        """Every output of the graph by name (validated input, zero initial state)."""
+        X = check_batch(X, self.n_features_in_)
+        names = [o.name for o in self.session.get_outputs()]
+        return dict(zip(names, self._run(names, self._feeds(X)), strict=True))
+
+    def stream(self, batch_size: int = 1) -> Stream:
+        """A :class:`Stream` of ``batch_size`` independent sequences (streaming files)."""
+        return Stream(self, batch_size)
+
+
+class Stream:
+    """Feed sequences step by step (or chunk by chunk), keeping the recurrent state.
+
+    Needs a file exported with ``streaming=True``. Outputs after each call are what
+    ``predict`` would return for everything fed so far; for per-step models, the
+    predictions of the steps just fed. Stepping through a window gives the same
+    numbers as predicting the whole window.
+
+    Parameters
+    ----------
+    model : OnnxSequenceModel
+    batch_size : int, default=1
+        Number of independent streams advanced together.
+
+    Attributes
+    ----------
+    outputs : dict
+        Every graph output of the last call but the states (e.g. ``probabilities``).
+    n_steps : ndarray of shape (batch_size,)
+        Time steps fed so far, per stream.
+
+    Examples
+    --------
+    >>> import numpy as np, tempfile, os
+    >>> from seqpipe import LSTMRegressor, runtime
+    >>> from seqpipe.onnx import export
+    >>> X = np.random.default_rng(0).normal(size=(20, 6, 2))
+    >>> est = LSTMRegressor(hidden_size=4, epochs=2, random_state=0).fit(X, X[:, -1, 0])
+    >>> path = os.path.join(tempfile.mkdtemp(), "stream.onnx")
+    >>> _ = export(est, path, streaming=True)
+    >>> stream = runtime.load(path).stream(batch_size=3)
+    >>> for t in range(6):
+    ...     y = stream.step(X[:3, t])          # one time step of each of 3 streams
+    >>> bool(np.allclose(y, est.predict(X[:3]), atol=1e-5))
+    True
+    """
+
+    def __init__(self, model: OnnxSequenceModel, batch_size: int = 1) -> None:
+        if not model.streaming:
+            raise ValueError(
+                "this model file has no recurrent state inputs; export it with "
+                "seqpipe.onnx.export(..., streaming=True) to stream"
+            )
+        if int(batch_size) < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.model = model
+        self.batch_size = int(batch_size)
+        # Everything a step needs, worked out once: output names, where the main
+        # output and each state sit among them.
+        self._names = [o.name for o in model.session.get_outputs()]
+        self._main = self._names.index(model._main[0])
+        self._slots = [(st["input"], self._names.index(st["output"])) for st in model.states]
+        self._labels = model.classes_.dtype if model.task == fmt.TASK_CLASSIFICATION else None
+        self._per_step = model.output_kind == "per_step"
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget everything fed so far (zero states)."""
+        # One array per state: onnxruntime may read an input in place, so none is shared.
+        self._state = {
+            st["input"]: np.zeros((1, self.batch_size, st["shape"][2]), np.float32)
+            for st in self.model.states
+        }
+        self._last: list[np.ndarray] = []
+        self.n_steps = np.zeros(self.batch_size, dtype=np.int64)
+
+    @property
+    def outputs(self) -> dict[str, np.ndarray]:
+        """Every graph output of the last call but the states (e.g. ``probabilities``)."""
+        states = {i for _, i in self._slots}
+        return {self._names[i]: v for i, v in enumerate(self._last) if i not in states}
+
+    def step(self, x: Any) -> np.ndarray:
+        """Advance every stream by one time step ``x`` of shape ``(batch_size, n_features)``
+        (or ``(n_features,)`` when ``batch_size`` is 1)."""
+        x = np.asarray(x)
+        if x.ndim == 1 and self.batch_size == 1:
+            x = x[None]
+        if x.ndim != 2:
+            raise ValueError(
+                f"step expects one time step of shape (batch_size, n_features) = "
+                f"({self.batch_size}, {self.model.n_features_in_}), got {x.shape}; use feed() "
+                "for chunks"
+            )
+        out = self.feed(x[:, None, :])
+        return out[:, 0] if self._per_step else out
+
+    def feed(self, chunk: Any) -> np.ndarray:
+        """Advance every stream by a chunk ``(batch_size, n_timesteps, n_features)``.
+
+        Shorter chunks for some streams: NaN-pad them at the end, as for ``predict``.
+        """
+        chunk = check_batch(chunk, self.model.n_features_in_)
+        if chunk.shape[0] != self.batch_size:
+            raise ValueError(
+                f"this stream holds {self.batch_size} sequences but got a chunk of {chunk.shape[0]}"
+            )
+        feeds = self._state
+        feeds[self.model._input] = chunk
+        outs = self.model._run(self._names, feeds)
+        # onnxruntime returns new arrays each call, so the next feed never aliases one.
+        self._state = {name: outs[i] for name, i in self._slots}
+        self._last = outs
+        if math.isfinite(np.vdot(chunk, chunk)):
+            self.n_steps += chunk.shape[1]
+        else:  # ragged chunk: count each stream's own steps
+            self.n_steps += np.isfinite(chunk).any(axis=2).sum(axis=1)
+        out = outs[self._main]
+        return out if self._labels is None else out.astype(self._labels, copy=False)
+
+    @property
+    def state(self) -> dict[str, np.ndarray]:
+        """A copy of the recurrent state by input name, each ``(1, batch_size, hidden)``."""
+        return {name: value.copy() for name, value in self._state.items()}
+
+
+#: The name the streaming API is documented under as well.
+StreamingSession = Stream
