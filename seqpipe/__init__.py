@@ -1,21 +1,50 @@
 """seqpipe: LSTM-family models as scikit-learn estimators, with pluggable
-architectures and whole-pipeline ONNX export."""
+architectures and whole-pipeline ONNX export.
 
-from seqpipe.architectures.spec import ArchitectureSpec, BodyConfig
-from seqpipe.classifier import LSTMClassifier
-from seqpipe.hookspecs import hookimpl
-from seqpipe.plugins import (
-    get_architecture,
-    list_architectures,
-    list_plugins,
-    plugin_errors,
-    register_plugin,
-    unregister_plugin,
-)
-from seqpipe.regressor import LSTMRegressor
-from seqpipe.transformer import LSTMTransformer
+The public names below are imported on first use (PEP 562), so that
+``import seqpipe.runtime`` works on a server where torch is not installed. A new
+public name goes into ``_LAZY`` (and the ``TYPE_CHECKING`` block), not into an
+import at the top of this file.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # what the lazy names are, for type checkers and IDEs
+    from seqpipe.architectures.spec import ArchitectureSpec, BodyConfig
+    from seqpipe.classifier import LSTMClassifier
+    from seqpipe.hookspecs import hookimpl
+    from seqpipe.plugins import (
+        get_architecture,
+        list_architectures,
+        list_plugins,
+        plugin_errors,
+        register_plugin,
+        unregister_plugin,
+    )
+    from seqpipe.regressor import LSTMRegressor
+    from seqpipe.transformer import LSTMTransformer
 
 __version__ = "0.1.0"
+
+#: Public name -> module that defines it.
+_LAZY = {
+    "ArchitectureSpec": "seqpipe.architectures.spec",
+    "BodyConfig": "seqpipe.architectures.spec",
+    "LSTMClassifier": "seqpipe.classifier",
+    "hookimpl": "seqpipe.hookspecs",
+    "get_architecture": "seqpipe.plugins",
+    "list_architectures": "seqpipe.plugins",
+    "list_plugins": "seqpipe.plugins",
+    "plugin_errors": "seqpipe.plugins",
+    "register_plugin": "seqpipe.plugins",
+    "unregister_plugin": "seqpipe.plugins",
+    "LSTMRegressor": "seqpipe.regressor",
+    "LSTMTransformer": "seqpipe.transformer",
+}
 
 __all__ = [
     "ArchitectureSpec",
@@ -32,3 +61,20 @@ __all__ = [
     "register_plugin",
     "unregister_plugin",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is not None:
+        value = getattr(importlib.import_module(module), name)
+    elif not name.startswith("__") and importlib.util.find_spec(f"seqpipe.{name}") is not None:
+        # `import seqpipe; seqpipe.plugins.reset()` kept working when imports were eager.
+        value = importlib.import_module(f"seqpipe.{name}")
+    else:
+        raise AttributeError(f"module 'seqpipe' has no attribute {name!r}")
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

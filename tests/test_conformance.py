@@ -1,0 +1,137 @@
+"""seqpipe's architectures through the public conformance kit, and the kit itself.
+
+Every registered architecture (built-in or installed plugin) runs every check of
+:mod:`seqpipe.testing` on each of its ``test_params`` sets, except scikit-learn's
+estimator checks, which run on the first set only: they exercise the estimator
+API far more than the architecture and cost several seconds per set.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import seqpipe
+from seqpipe import testing
+from seqpipe.testing import (
+    CHECKS,
+    check_architecture,
+    check_body_contract,
+    check_sklearn_compatible,
+    check_spec,
+    parametrize_architecture_checks,
+    sklearn_expected_failed_checks,
+)
+
+ARCHITECTURE_CHECKS = [check for check in CHECKS if check is not check_sklearn_compatible]
+
+
+@parametrize_architecture_checks(checks=ARCHITECTURE_CHECKS)
+def test_architecture_conforms(name, params, check):
+    check(name, params)
+
+
+@pytest.mark.parametrize("name", seqpipe.list_architectures())
+def test_sklearn_checks_through_each_architecture(name):
+    check_sklearn_compatible(name, seqpipe.get_architecture(name).test_params[0])
+
+
+# --- the kit catches what it promises to catch ---------------------------------------
+
+
+class LeakyBody(nn.Module):
+    """Breaks the contract: its summary averages every step, padding included."""
+
+    def __init__(self, config: seqpipe.BodyConfig) -> None:
+        super().__init__()
+        self.rnn = nn.GRU(config.input_size, config.hidden_size, batch_first=True)
+        self.output_size = config.hidden_size
+
+    def forward(self, x, lengths=None):
+        out, _ = self.rnn(x)
+        return out, out.mean(dim=1)
+
+
+class Plugin:
+    @seqpipe.hookimpl
+    def seqpipe_architectures(self):
+        return [
+            seqpipe.ArchitectureSpec("leaky_gru", LeakyBody, test_params=({"hidden_size": 4},)),
+            seqpipe.ArchitectureSpec("typo_params", LeakyBody, test_params=({"hiden_size": 4},)),
+        ]
+
+
+@pytest.fixture
+def broken_plugin():
+    seqpipe.register_plugin(Plugin(), name="broken-for-kit")
+    yield
+    seqpipe.unregister_plugin("broken-for-kit")
+
+
+def test_body_check_names_the_broken_rule(broken_plugin):
+    with pytest.raises(AssertionError, match="summary 0 is not the output at the last valid"):
+        check_body_contract("leaky_gru", {"hidden_size": 4})
+
+
+def test_spec_check_names_unknown_parameters(broken_plugin):
+    with pytest.raises(AssertionError, match=r"\['hiden_size'\].*not estimator parameters"):
+        check_spec("typo_params", {})
+
+
+def test_check_architecture_reports_every_failure_at_once(broken_plugin):
+    with pytest.raises(AssertionError) as info:
+        check_architecture("leaky_gru", checks=[check_spec, check_body_contract])
+    message = str(info.value)
+    assert "'leaky_gru' failed 1 of 2 conformance checks" in message
+    assert "check_body_contract {'hidden_size': 4}" in message
+
+
+def test_expected_failed_checks_are_skipped_with_a_reason(broken_plugin):
+    check_architecture(
+        "leaky_gru",
+        checks=[check_spec, check_body_contract],
+        expected_failed_checks={"check_body_contract": "documented limitation"},
+    )
+
+
+def test_parametrize_helper_builds_one_case_per_set_and_check(broken_plugin):
+    mark = parametrize_architecture_checks(
+        ["leaky_gru"],
+        checks=[check_spec, check_body_contract],
+        expected_failed_checks={"check_body_contract": "documented limitation"},
+    )
+    assert mark.args[0] == "name, params, check"
+    cases = mark.args[1]
+    assert [case.id for case in cases] == [
+        "leaky_gru[hidden_size=4]-check_spec",
+        "leaky_gru[hidden_size=4]-check_body_contract",
+    ]
+    assert [m.kwargs.get("reason") for m in cases[1].marks] == ["documented limitation"]
+
+
+def test_architecture_checks_default_to_the_spec_test_params():
+    cases = list(testing.architecture_checks("lstm", checks=[check_spec]))
+    assert [params for _, params, _ in cases] == [
+        dict(p) for p in seqpipe.get_architecture("lstm").test_params
+    ]
+
+
+def test_sklearn_expected_failures_are_one_table():
+    for cls, failures in testing.SKLEARN_EXPECTED_FAILED_CHECKS.items():
+        assert sklearn_expected_failed_checks(cls()) == dict(failures)
+        assert all(reason for reason in failures.values())
+    assert sklearn_expected_failed_checks(object()) == {}
+
+
+def test_onnx_tolerance_is_relative_to_magnitude():
+    testing._assert_close(np.array([1000.0]), np.array([1000.05]), 1e-4, "large")
+    with pytest.raises(AssertionError, match="max abs difference"):
+        testing._assert_close(np.array([0.5]), np.array([0.5002]), 1e-4, "small")
+
+
+def test_kit_leaves_global_torch_state_alone():
+    state = torch.random.get_rng_state()
+    check_body_contract("gru", {"hidden_size": 4})
+    assert torch.equal(state, torch.random.get_rng_state())
