@@ -5,8 +5,11 @@
     seqpipe export MODEL.joblib OUT.onnx [--streaming] [--opset N] [--no-verify]
     seqpipe predict MODEL.onnx INPUT.(csv|npy) [-o OUT.(csv|npy)] [--proba]
     seqpipe info MODEL.onnx [--json]
+    seqpipe plugins
 
-``predict`` and ``info`` need only numpy and onnxruntime (no torch). Input files:
+``predict`` and ``info`` need only numpy and onnxruntime (no torch). ``plugins``
+lists the installed architecture plugins, what each provides and any that failed
+to load. Input files:
 
 * ``.npy``: a 3-D array ``(n_samples, n_timesteps, n_features)``, or 2-D
   ``(n_samples, n_timesteps)`` for a one-feature model; NaN-pad shorter sequences
@@ -241,18 +244,33 @@ def _load_model(path: str, providers: str | None) -> Any:
         raise CommandError(str(exc)) from None
 
 
+# --- plugins -----------------------------------------------------------------------
+def _add_plugins(sub: Any) -> None:
+    sub.add_parser("plugins", help="list installed architecture plugins and what each provides")
+
+
+def _cmd_plugins(args: argparse.Namespace) -> int:
+    # Imported here: it pulls in torch, which predict and info never need.
+    from seqpipe.plugin_report import format_plugin_report
+
+    print(format_plugin_report())
+    return 0
+
+
 # --- entry point -------------------------------------------------------------------
 #: name -> (add the subparser, run it)
 COMMANDS: dict[str, tuple[Callable[[Any], None], Callable[[argparse.Namespace], int]]] = {
     "export": (_add_export, _cmd_export),
     "predict": (_add_predict, _cmd_predict),
     "info": (_add_info, _cmd_info),
+    "plugins": (_add_plugins, _cmd_plugins),
 }
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="seqpipe", description="seqpipe: export and serve sequence models as ONNX"
+        prog="seqpipe",
+        description="seqpipe: export and serve sequence models as ONNX, list plugins",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for add, _ in COMMANDS.values():

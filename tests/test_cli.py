@@ -11,6 +11,7 @@ import pytest
 import torch
 from sklearn.preprocessing import StandardScaler
 
+import seqpipe
 from seqpipe import LSTMClassifier, LSTMRegressor
 from seqpipe.cli import main
 
@@ -139,3 +140,25 @@ def test_predict_and_info_need_no_torch(exported, tmp_path):
     )
     assert result.returncode == 0, result.stderr
     np.testing.assert_allclose(_csv_values(result.stdout)[:, 0], est.predict(X[:3]), rtol=1e-5)
+
+
+def test_plugins_lists_every_architecture_and_its_plugin(capsys):
+    from seqpipe import plugins
+    from seqpipe.hookspecs import hookimpl
+
+    class BrokenPlugin:
+        @hookimpl
+        def seqpipe_architectures(self):
+            raise RuntimeError("boom")
+
+    plugins.register_plugin(BrokenPlugin(), name="broken-demo")
+    try:
+        assert main(["plugins"]) == 0
+    finally:
+        plugins.unregister_plugin("broken-demo")
+    out = capsys.readouterr().out
+    for name in seqpipe.list_architectures():
+        assert f"    {name} " in out
+    assert "seqpipe.architectures.torch_rnn (built-in)" in out
+    # A failing plugin is reported by name, the rest are still listed.
+    assert "broken-demo" in out and "boom" in out

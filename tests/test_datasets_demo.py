@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import pytest
 
-from seqpipe import datasets, demo
+from seqpipe import datasets, demo, runtime
 from seqpipe.datasets import load_airline_passengers, load_sunspots
 
 
@@ -89,19 +89,34 @@ def test_demo_main_end_to_end(tmp_path, capsys):
         "LSTMRegressor",
         "naive: last month",
         "naive: same month last year",
+        demo.ONNX_LABEL,
     }
     for forecast in results["forecasts"].values():
         assert forecast.shape == (24,) and np.all(np.isfinite(forecast))
+    # The forecasts served from the exported file are the model's own.
+    assert (tmp_path / demo.MODEL_NAME).stat().st_size > 1000
+    np.testing.assert_allclose(
+        results["forecasts"][demo.ONNX_LABEL], results["forecasts"]["LSTMRegressor"], rtol=1e-5
+    )
+    served = runtime.load(tmp_path / demo.MODEL_NAME)
+    np.testing.assert_allclose(
+        served.predict(results["problem"].X_test),
+        results["model"].predict(results["problem"].X_test),
+        rtol=1e-4,
+        atol=1e-6,
+    )
     assert results["model"].n_epochs_ == 5
     out = capsys.readouterr().out
     for column in ("MAE", "RMSE", "MAPE %"):
         assert column in out
     assert "naive: same month last year" in out
+    assert "onnxruntime" in out and "max |difference|" in out
 
 
 def test_demo_restores_torch_threads(tmp_path):
     torch = pytest.importorskip("torch")
     before = torch.get_num_threads()
-    demo.main(["--epochs", "1", "--threads", "1", "--no-plot", "--out-dir", tmp_path])
+    demo.main(["--epochs", "1", "--threads", "1", "--no-plot", "--no-onnx", "--out-dir", tmp_path])
     assert torch.get_num_threads() == before
     assert not (tmp_path / demo.PLOT_NAME).exists()
+    assert not (tmp_path / demo.MODEL_NAME).exists()
