@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import types
 
 import numpy as np
@@ -170,3 +171,17 @@ def test_body_without_output_size_is_a_clear_error():
             seqpipe.LSTMRegressor("no_size", epochs=1).fit(np.zeros((2, 2, 1)), np.zeros(2))
     finally:
         seqpipe.unregister_plugin("no-size")
+
+
+@pytest.mark.skipif(
+    not os.environ.get("SEQPIPE_EXPECT_PLUGINS"),
+    reason="set SEQPIPE_EXPECT_PLUGINS=name,... to require installed plugins (make test does)",
+)
+def test_expected_external_plugins_are_installed_and_loaded():
+    # Guards CI: without it a plugin that failed to install would only shrink the
+    # parametrized suites instead of failing them.
+    expected = [n.strip() for n in os.environ["SEQPIPE_EXPECT_PLUGINS"].split(",") if n.strip()]
+    loaded = seqpipe.list_plugins()
+    for name in expected:
+        assert name in loaded, f"plugin {name!r} is not loaded; loaded: {sorted(loaded)}"
+        assert loaded[name], f"plugin {name!r} provides no architecture"
