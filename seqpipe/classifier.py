@@ -31,7 +31,7 @@ class LSTMClassifier(ClassifierMixin, SequenceModelBase):
     >>> X = rng.normal(size=(40, 6, 1))
     >>> y = np.where(X[:, :, 0].sum(axis=1) > 0, "up", "down")
     >>> clf = LSTMClassifier(hidden_size=8, epochs=30, random_state=0).fit(X, y)
-    >>> sorted(clf.classes_)
+    >>> clf.classes_.tolist()
     ['down', 'up']
     >>> clf.predict_proba(X[:2]).shape
     (2, 2)
