@@ -31,6 +31,18 @@ OPTIMIZERS: dict[str, type[torch.optim.Optimizer]] = {
     "rmsprop": torch.optim.RMSprop,
 }
 
+#: Multi-tensor implementations for the named optimizers. On CPU torch defaults to
+#: one small kernel per parameter tensor; the fused kernels update every tensor in
+#: one call, which for the small stacked models of the seed problems cuts the
+#: optimizer step from about 1 ms to 0.4 ms (20% of a training step). RMSprop has
+#: no fused kernel; its foreach form batches the same way.
+_MULTI_TENSOR: dict[str, dict[str, bool]] = {
+    "adam": {"fused": True},
+    "adamw": {"fused": True},
+    "sgd": {"fused": True},
+    "rmsprop": {"foreach": True},
+}
+
 #: Predict in chunks this large: bounded memory, near-full throughput.
 PREDICT_BATCH = 4096
 
@@ -159,8 +171,14 @@ class SequenceModelBase(BaseEstimator):
         )
 
     def _make_optimizer(self, module: torch.nn.Module) -> torch.optim.Optimizer:
-        cls = OPTIMIZERS[self.optimizer] if isinstance(self.optimizer, str) else self.optimizer
-        return cls(module.parameters(), lr=self.lr, weight_decay=self.weight_decay)
+        if not isinstance(self.optimizer, str):  # a user's class gets only lr and decay
+            return self.optimizer(module.parameters(), lr=self.lr, weight_decay=self.weight_decay)
+        return OPTIMIZERS[self.optimizer](
+            module.parameters(),
+            lr=self.lr,
+            weight_decay=self.weight_decay,
+            **_MULTI_TENSOR[self.optimizer],
+        )
 
     # --- fitting -----------------------------------------------------------------
     def _fit_network(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from numpy.testing import assert_allclose
 from sklearn.datasets import make_blobs
 from sklearn.model_selection import GridSearchCV, TimeSeriesSplit
@@ -221,3 +222,22 @@ def test_seq2seq_needs_horizon_targets():
     X, Y = _sine_windows(3)
     with pytest.raises(ValueError, match=r"head='seq2seq' needs y of shape \(n_samples, horizon\)"):
         LSTMRegressor(head="seq2seq", epochs=1).fit(X, Y[:, 0])
+
+
+@pytest.mark.parametrize("name", ["adam", "adamw", "sgd", "rmsprop"])
+def test_named_optimizers_update_all_tensors_at_once(name, sequences):
+    # The per-tensor loop torch uses by default on CPU dominates small models' steps.
+    y = sequences[:, -1, 0]
+    est = LSTMRegressor(hidden_size=4, epochs=2, optimizer=name, random_state=0).fit(sequences, y)
+    defaults = est.optimizer_.defaults
+    assert defaults.get("fused") or defaults.get("foreach")
+    assert np.isfinite(est.history_[-1]["train_loss"])
+
+
+def test_optimizer_class_gets_lr_and_weight_decay_only(sequences):
+    est = LSTMRegressor(
+        hidden_size=4, epochs=1, optimizer=torch.optim.Adagrad, lr=0.05, weight_decay=1e-4
+    ).fit(sequences, sequences[:, -1, 0])
+    assert isinstance(est.optimizer_, torch.optim.Adagrad)
+    assert est.optimizer_.defaults["lr"] == 0.05
+    assert est.optimizer_.defaults["weight_decay"] == 1e-4
