@@ -51,7 +51,9 @@ def check_regression_targets(
         if y.shape[1] != X.shape[1]:
             raise ValueError(
                 f"3-D y (one output per time step) must have as many steps as X: y has "
-                f"{y.shape[1]}, X has {X.shape[1]}"
+                f"{y.shape[1]}, X has {X.shape[1]}. For the next {y.shape[1]} steps of "
+                f"{y.shape[2]} series use head='seq2seq' (y of shape (n, horizon, "
+                "n_series)), or y.reshape(len(y), -1) for the dense head"
             )
         layout = TargetLayout("per_step", y.shape[2])
         mask = step_mask(lengths, X.shape[0], X.shape[1])

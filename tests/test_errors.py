@@ -62,7 +62,7 @@ def test_sparse_input_is_a_type_error():
         (np.array([1.0, np.inf, 2.0]), "y contains infinity"),
         (np.zeros(2), "inconsistent numbers of samples"),
         (np.zeros((3, 2, 2, 2)), "4 dimensions"),
-        (np.zeros((3, 5, 1)), "must have as many steps as X"),
+        (np.zeros((3, 5, 1)), r"must have as many steps as X.*head='seq2seq'"),
         (None, "requires y"),
     ],
 )

@@ -116,6 +116,9 @@ def test_s5_multivariate_to_several_future_steps():
     model = _fit(X, y.reshape(len(y), -1), **{**EXTRAPOLATE, "epochs": 500})
     predicted = model.predict(X).reshape(y.shape)
     np.testing.assert_allclose(predicted, y, atol=5)
+    # ... or kept 3-D for the encoder-decoder head, which emits (n, horizon, n_series).
+    seq2seq = LSTMRegressor(head="seq2seq", hidden_size=16, epochs=5, random_state=0).fit(X, y)
+    assert seq2seq.predict(X).shape == y.shape
 
 
 # --- S6-S10: the stackabuse problems, Keras layer sizes ------------------------------------

@@ -185,7 +185,11 @@ def make_windows(
     y : ndarray
         Targets. Of shape ``(n_windows,)`` for one target and ``horizon=1``;
         ``(n_windows, horizon)`` for one target; ``(n_windows, n_targets)`` for
-        ``horizon=1``; otherwise ``(n_windows, horizon, n_targets)``.
+        ``horizon=1``; otherwise ``(n_windows, horizon, n_targets)``. Fit the
+        last with ``LSTMRegressor(head="seq2seq")``, or reshape it to
+        ``(n_windows, horizon * n_targets)`` for the dense head: a dense-head
+        regressor reads a 3-D ``y`` as one output per *input* time step, which it
+        is not, and when ``horizon == lookback`` it cannot tell the difference.
 
     Raises
     ------
