@@ -18,13 +18,10 @@ from torch import nn
 
 from seqpipe.architectures.native_onnx import lower_native
 from seqpipe.architectures.spec import ArchitectureSpec, BodyConfig
+from seqpipe.architectures.torch_rnn import BASE_TEST_PARAMS, KERAS_ACTIVATION_TEST_PARAMS
 from seqpipe.hookspecs import hookimpl
 
-_TEST_PARAMS = (
-    {"hidden_size": 8},
-    {"hidden_size": 6, "num_layers": 2, "bidirectional": True, "dropout": 0.1},
-    {"hidden_size": 8, "activation": "relu", "recurrent_activation": "hard_sigmoid"},
-)
+_TEST_PARAMS = BASE_TEST_PARAMS + KERAS_ACTIVATION_TEST_PARAMS
 
 
 def _builder(name: str, *, peephole: bool, cifg: bool) -> Callable[[BodyConfig], nn.Module]:
