@@ -54,11 +54,26 @@ class LeakyBody(nn.Module):
         return out, out.mean(dim=1)
 
 
+class BatchMixingBody(nn.Module):
+    """Breaks sample independence: every summary sees the batch mean."""
+
+    def __init__(self, config: seqpipe.BodyConfig) -> None:
+        super().__init__()
+        self.rnn = nn.GRU(config.input_size, config.hidden_size, batch_first=True)
+        self.output_size = config.hidden_size
+
+    def forward(self, x, lengths=None):
+        out, _ = self.rnn(x)
+        last = out[:, -1]
+        return out, last + last.mean(dim=0, keepdim=True)
+
+
 class Plugin:
     @seqpipe.hookimpl
     def seqpipe_architectures(self):
         return [
             seqpipe.ArchitectureSpec("leaky_gru", LeakyBody, test_params=({"hidden_size": 4},)),
+            seqpipe.ArchitectureSpec("mixing_gru", BatchMixingBody, test_params=({},)),
             seqpipe.ArchitectureSpec("typo_params", LeakyBody, test_params=({"hiden_size": 4},)),
         ]
 
@@ -73,6 +88,19 @@ def broken_plugin():
 def test_body_check_names_the_broken_rule(broken_plugin):
     with pytest.raises(AssertionError, match="summary 0 is not the output at the last valid"):
         check_body_contract("leaky_gru", {"hidden_size": 4})
+
+
+def test_float32_invariance_checks_catch_samples_that_see_each_other(broken_plugin):
+    # sklearn's own sample-order check is replaced by a float32-tolerant one; it must
+    # still fail a body whose outputs depend on the rest of the batch.
+    with pytest.raises(AssertionError, match=r"shuffled batch|batches of 7"):
+        testing._check_batch_invariance(seqpipe.LSTMRegressor(architecture="mixing_gru", epochs=2))
+    # torch.nn.RNN's bidirectional kernel changes the last float32 bit with the batch
+    # order, which sklearn's rtol=1e-7 check rejects; the float32 check accepts it.
+    bidirectional_rnn = seqpipe.LSTMTransformer(
+        architecture="rnn", hidden_size=6, num_layers=2, bidirectional=True, epochs=2
+    )
+    testing._check_batch_invariance(bidirectional_rnn)
 
 
 def test_spec_check_names_unknown_parameters(broken_plugin):
