@@ -417,6 +417,24 @@ class _CustomRecurrentBody(nn.Module):
         self.recurrent_activation = check_activation(recurrent_activation, "recurrent_activation")
         self.output_size = self.hidden_size * self.num_directions
 
+    @classmethod
+    def from_config(cls, config: BodyConfig, **kwargs: Any) -> _CustomRecurrentBody:
+        """Build from the estimators' :class:`~seqpipe.BodyConfig`.
+
+        ``kwargs`` are the subclass's own options (``peephole``, ``cifg``). Dropout
+        applies between layers only, as in torch.nn.LSTM, so one layer gets none.
+        """
+        return cls(
+            config.input_size,
+            config.hidden_size,
+            config.num_layers,
+            config.bidirectional,
+            config.dropout if config.num_layers > 1 else 0.0,
+            config.activation,
+            config.recurrent_activation,
+            **kwargs,
+        )
+
     @property
     def num_directions(self) -> int:
         return 2 if self.bidirectional else 1
@@ -627,20 +645,6 @@ class CustomLSTM(_CustomRecurrentBody):
 
         self._make_parameters(peepholes)
 
-    @classmethod
-    def from_config(cls, config: BodyConfig, **kwargs: Any) -> CustomLSTM:
-        """Build from the estimators' :class:`~seqpipe.BodyConfig`."""
-        return cls(
-            config.input_size,
-            config.hidden_size,
-            config.num_layers,
-            config.bidirectional,
-            config.dropout if config.num_layers > 1 else 0.0,
-            config.activation,
-            config.recurrent_activation,
-            **kwargs,
-        )
-
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, peephole={self.peephole}, cifg={self.cifg}"
 
@@ -755,19 +759,6 @@ class CustomGRU(_CustomRecurrentBody):
             recurrent_activation,
         )
         self._make_parameters()
-
-    @classmethod
-    def from_config(cls, config: BodyConfig) -> CustomGRU:
-        """Build from the estimators' :class:`~seqpipe.BodyConfig`."""
-        return cls(
-            config.input_size,
-            config.hidden_size,
-            config.num_layers,
-            config.bidirectional,
-            config.dropout if config.num_layers > 1 else 0.0,
-            config.activation,
-            config.recurrent_activation,
-        )
 
     def _direction(self, x, layer, suffix, state):
         w_ih = self._param("weight_ih", layer, suffix)
