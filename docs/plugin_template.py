@@ -130,8 +130,8 @@ def seqpipe_architectures() -> list[seqpipe.ArchitectureSpec]:
             build=build,
             description="Template: GRU plus a linear residual path from the input",
             # TODO: None exports through torch.onnx.export, verified by seqpipe before a
-            # file is written. Give `seqpipe.architectures.native_onnx.lower_native` if
-            # the body implements `onnx_recurrent_layers()`, or your own lowering.
+            # file is written. Declare `seqpipe.architectures.NATIVE_RECURRENT` if the
+            # body implements `onnx_recurrent_layers()`, or your own OnnxLowering.
             onnx_lowering=None,
             # TODO: two or more cheap estimator parameter sets for the conformance kit.
             test_params=(

@@ -28,7 +28,7 @@ if TYPE_CHECKING:  # what the lazy names are, for type checkers and IDEs
     from seqpipe.regressor import LSTMRegressor
     from seqpipe.transformer import LSTMTransformer
 
-__version__ = "0.1.0"
+from seqpipe._version import __version__
 
 #: Public name -> module that defines it.
 _LAZY = {

@@ -17,6 +17,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
+from seqpipe._devices import copy_to_cpu, resolve_device
 from seqpipe._network import HEAD_ACTIVATIONS, Seq2SeqNetwork, SequenceNetwork
 from seqpipe._sequences import check_sequences
 from seqpipe._targets import TargetLayout
@@ -45,18 +46,6 @@ _MULTI_TENSOR: dict[str, dict[str, bool]] = {
 
 #: Predict in chunks this large: bounded memory, near-full throughput.
 PREDICT_BATCH = 4096
-
-
-def resolve_device(device: str | torch.device) -> torch.device:
-    """``"auto"`` -> CUDA when available else CPU; an unavailable CUDA is an error."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    resolved = torch.device(device)
-    if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(
-            f"device={device!r} was requested but CUDA is not available; use 'cpu' or 'auto'"
-        )
-    return resolved
 
 
 def feature_stats(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -140,16 +129,7 @@ class SequenceModelBase(BaseEstimator):
 
     # --- building ----------------------------------------------------------------
     def _body_config(self, input_size: int) -> BodyConfig:
-        return BodyConfig(
-            input_size=input_size,
-            hidden_size=self.hidden_size,
-            num_layers=self.num_layers,
-            bidirectional=self.bidirectional,
-            dropout=self.dropout,
-            activation=self.activation,
-            recurrent_activation=self.recurrent_activation,
-            options=dict(self.architecture_options or {}),
-        )
+        return BodyConfig.from_params(self.get_params(deep=False), input_size)
 
     def _build_module(self, layout: TargetLayout) -> torch.nn.Module:
         spec = get_architecture(self.architecture)
@@ -272,9 +252,3 @@ class SequenceModelBase(BaseEstimator):
             state.pop("optimizer_", None)
             state["device_"] = torch.device("cpu")
         return state
-
-
-def copy_to_cpu(module: torch.nn.Module) -> torch.nn.Module:
-    import copy
-
-    return copy.deepcopy(module).to("cpu")

@@ -45,9 +45,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from seqpipe.architectures.layout import KERAS_GRU_TO_TORCH as _GRU_ORDER
+
 _DIRECTIONS = {"forward": "", "backward": "_reverse"}
-#: Keras GRU block k (z, r, h) sits at torch block _GRU_ORDER[k] (r, z, n) and back.
-_GRU_ORDER = (1, 0, 2)
 
 
 @dataclass(frozen=True)

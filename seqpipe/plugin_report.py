@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from seqpipe import plugins
+from seqpipe._version import __version__
 
 __all__ = ["PluginInfo", "collect_plugin_info", "format_plugin_report"]
 
@@ -62,7 +63,7 @@ def collect_plugin_info() -> list[PluginInfo]:
     provided = plugins.list_plugins()
     pm = plugins.get_plugin_manager()
     failed = {p.plugin for p in plugins.plugin_errors() if "failed to load" in p.message}
-    disable_all, blocked = plugins._blocked_entry_points()
+    disable_all, blocked = plugins.blocked_entry_points()
     infos = [
         PluginInfo(name, "built-in", name, architectures=provided.get(name, []))
         for name in plugins.BUILTIN_PLUGINS
@@ -98,8 +99,11 @@ def collect_plugin_info() -> list[PluginInfo]:
 
 
 def _onnx_path(name: str) -> str:
-    spec = plugins.get_architecture(name)
-    return "native lowering" if spec.onnx_lowering is not None else "torch.onnx + verification"
+    """The architecture's declared lowering and what it can do, in words."""
+    lowering = plugins.get_architecture(name).onnx_lowering
+    if lowering is None:  # the exporter's traced fallback
+        return "torch.onnx.export: traced, verified at export"
+    return f"{lowering.name}: {', '.join(lowering.capabilities())}"
 
 
 def format_plugin_report() -> str:
@@ -119,8 +123,6 @@ def format_plugin_report() -> str:
     >>> "lstm" in report and "Problems:" in report
     True
     """
-    import seqpipe
-
     with warnings.catch_warnings():
         # Loading problems are listed below; repeating them as warnings adds noise.
         warnings.simplefilter("ignore", plugins.PluginWarning)
@@ -129,8 +131,8 @@ def format_plugin_report() -> str:
     env = os.environ.get(plugins.DISABLE_ENV_VAR)
     disabled = "not set" if env is None else f"= {env!r}"
     lines = [
-        f"seqpipe {seqpipe.__version__}: {len(infos)} plugin(s), "
-        f"{len(seqpipe.list_architectures())} architecture(s)",
+        f"seqpipe {__version__}: {len(infos)} plugin(s), "
+        f"{len(plugins.list_architectures())} architecture(s)",
         f"entry-point group {plugins.ENTRY_POINT_GROUP!r}; {plugins.DISABLE_ENV_VAR} {disabled}",
         "",
         "Plugins:",

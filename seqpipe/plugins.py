@@ -26,7 +26,7 @@ from typing import Any
 import pluggy
 
 from seqpipe import hookspecs
-from seqpipe.architectures.spec import ArchitectureSpec
+from seqpipe.architectures.spec import ArchitectureSpec, OnnxLowering
 
 ENTRY_POINT_GROUP = "seqpipe"
 DISABLE_ENV_VAR = "SEQPIPE_DISABLE_PLUGINS"
@@ -95,14 +95,26 @@ def _spec_problem(spec: Any) -> str | None:
         return f"architecture name {spec.name!r} must be a non-empty identifier"
     if not callable(spec.build):
         return f"architecture {spec.name!r}: build must be callable"
-    if spec.onnx_lowering is not None and not callable(spec.onnx_lowering):
-        return f"architecture {spec.name!r}: onnx_lowering must be callable or None"
+    lowering = spec.onnx_lowering
+    if lowering is not None and not isinstance(lowering, OnnxLowering):
+        hint = (
+            " (wrap the function: OnnxLowering(lower=..., name=...), declaring what it can do)"
+            if callable(lowering)
+            else ""
+        )
+        return (
+            f"architecture {spec.name!r}: onnx_lowering must be a seqpipe.architectures."
+            f"OnnxLowering or None, got {type(lowering).__name__}{hint}"
+        )
+    if lowering is not None and not callable(lowering.lower):
+        return f"architecture {spec.name!r}: onnx_lowering.lower must be callable"
     if not spec.test_params or not all(isinstance(p, dict) for p in spec.test_params):
         return f"architecture {spec.name!r}: test_params must be a non-empty tuple of dicts"
     return None
 
 
-def _blocked_entry_points() -> tuple[bool, set[str]]:
+def blocked_entry_points() -> tuple[bool, set[str]]:
+    """What ``SEQPIPE_DISABLE_PLUGINS`` blocks: ``(all_blocked, blocked_names)``."""
     value = os.environ.get(DISABLE_ENV_VAR, "").strip()
     if value.lower() in {"1", "true", "yes", "all"}:
         return True, set()
@@ -129,7 +141,7 @@ _load_problems: list[PluginProblem] = []
 
 def _load_entry_points(pm: pluggy.PluginManager) -> None:
     _load_problems.clear()
-    disable_all, blocked = _blocked_entry_points()
+    disable_all, blocked = blocked_entry_points()
     if disable_all:
         return
     for ep in entry_points(group=ENTRY_POINT_GROUP):
@@ -151,15 +163,20 @@ def _registry() -> _Registry:
     pm = get_plugin_manager()
     registry = _Registry()
     registry.problems.extend(_load_problems)
-    # Call each implementation on its own so one failing plugin is skipped, not fatal,
-    # and so every spec is attributed to the plugin that returned it.
-    for impl in pm.hook.seqpipe_architectures.get_hookimpls():
+    # Call each plugin's implementation on its own (through pluggy, so hooks may gain
+    # arguments that implementations do not take) so one failing plugin is skipped,
+    # not fatal, and every spec is attributed to the plugin that returned it.
+    hook = pm.hook.seqpipe_architectures
+    impls = hook.get_hookimpls()
+    for impl in impls:
         plugin = impl.plugin_name
+        others = [other.plugin for other in impls if other is not impl]
         try:
-            specs = impl.function()
+            results = pm.subset_hook_caller(hook.name, remove_plugins=others)()
         except Exception as exc:
             registry._report(plugin, f"seqpipe_architectures() raised {exc!r}")
             continue
+        specs = results[0] if results else None  # pluggy drops a None result
         if not isinstance(specs, Iterable) or isinstance(specs, (str, ArchitectureSpec)):
             registry._report(plugin, "seqpipe_architectures() must return a list of specs")
             continue
@@ -259,9 +276,3 @@ def get_architecture(name: str) -> ArchitectureSpec:
         f"Unknown architecture {name!r}. Registered architectures: "
         f"{', '.join(sorted(registry.entries)) or '(none)'}"
     )
-
-
-def architecture_plugin(name: str) -> str:
-    """Name of the plugin that provides architecture ``name``."""
-    get_architecture(name)
-    return _registry().entries[name].plugin

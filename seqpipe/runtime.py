@@ -179,6 +179,10 @@ class OnnxSequenceModel:
         Everything the exporter recorded (see :mod:`seqpipe._format`).
     streaming : bool
         Whether the file has recurrent state inputs (see :meth:`stream`).
+    input_name : str
+        The graph input that takes ``X``.
+    output_name : str
+        The graph output ``predict`` (or ``transform``) returns.
     """
 
     def __init__(self, session: ort.InferenceSession, metadata: dict[str, str], path: str | None):
@@ -203,9 +207,11 @@ class OnnxSequenceModel:
         }.get(self.task)
         if main not in names:
             raise ValueError(f"the model has no {main!r} output for task {self.task!r}")
+        self.input_name = session.get_inputs()[0].name
+        self.output_name = main
         self._main = [main]
         self._proba = [fmt.OUTPUT_PROBA]
-        self._input = session.get_inputs()[0].name
+        self._input = self.input_name
         self._run = session.run
         self._labels = None if self.classes_ is None else self.classes_.dtype
 
@@ -325,7 +331,7 @@ class Stream:
         # Everything a step needs, worked out once: output names, where the main
         # output and each state sit among them.
         self._names = [o.name for o in model.session.get_outputs()]
-        self._main = self._names.index(model._main[0])
+        self._main = self._names.index(model.output_name)
         self._slots = [(st["input"], self._names.index(st["output"])) for st in model.states]
         self._labels = model.classes_.dtype if model.task == fmt.TASK_CLASSIFICATION else None
         self._per_step = model.output_kind == "per_step"
@@ -373,8 +379,8 @@ class Stream:
                 f"this stream holds {self.batch_size} sequences but got a chunk of {chunk.shape[0]}"
             )
         feeds = self._state
-        feeds[self.model._input] = chunk
-        outs = self.model._run(self._names, feeds)
+        feeds[self.model.input_name] = chunk
+        outs = self.model.session.run(self._names, feeds)
         # onnxruntime returns new arrays each call, so the next feed never aliases one.
         self._state = {name: outs[i] for name, i in self._slots}
         self._last = outs

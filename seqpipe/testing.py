@@ -43,7 +43,7 @@ import torch
 from sklearn.base import clone
 from sklearn.model_selection import GridSearchCV
 
-from seqpipe.architectures.spec import ArchitectureSpec, BodyConfig
+from seqpipe.architectures.spec import ArchitectureSpec, BodyConfig, OnnxLowering
 from seqpipe.classifier import LSTMClassifier
 from seqpipe.plugins import get_architecture, list_architectures
 from seqpipe.regressor import LSTMRegressor
@@ -195,9 +195,10 @@ def _where(name: str, params: Mapping[str, Any]) -> str:
 def _body_config(name: str, params: Mapping[str, Any], input_size: int) -> BodyConfig:
     """The BodyConfig an estimator with ``params`` passes to ``build``.
 
-    Asked of the estimator itself so the kit can never drift from what ``fit`` does.
+    Built by the same public constructor ``fit`` uses, so the kit cannot drift from it.
     """
-    return _estimator(LSTMRegressor, name, params)._body_config(input_size)
+    estimator = _estimator(LSTMRegressor, name, params)
+    return BodyConfig.from_params(estimator.get_params(), input_size)
 
 
 def _assert_close(actual: Any, expected: Any, rtol: float, what: str) -> None:
@@ -225,8 +226,8 @@ def check_spec(name: str, params: Mapping[str, Any]) -> None:
     assert spec.name == name, f"spec registered as {name!r} is named {spec.name!r}"
     assert callable(spec.build), f"{name!r}: build is not callable"
     assert isinstance(spec.description, str), f"{name!r}: description must be a str"
-    assert spec.onnx_lowering is None or callable(spec.onnx_lowering), (
-        f"{name!r}: onnx_lowering must be None (torch.onnx fallback) or callable"
+    assert spec.onnx_lowering is None or isinstance(spec.onnx_lowering, OnnxLowering), (
+        f"{name!r}: onnx_lowering must be None (the torch.onnx fallback) or an OnnxLowering"
     )
     assert len(spec.test_params) >= 1, f"{name!r}: test_params needs at least one set"
     valid = set(LSTMRegressor().get_params()) - {"architecture"}

@@ -14,14 +14,10 @@ from torch import nn
 
 import seqpipe
 from seqpipe import BodyConfig, LSTMRegressor
-from seqpipe.architectures.cells import (
-    ACTIVATIONS,
-    CustomGRU,
-    CustomLSTM,
-    build_custom,
-    check_activation,
-)
-from seqpipe.architectures.native_onnx import lower_native
+from seqpipe.architectures import NATIVE_RECURRENT
+from seqpipe.architectures.activations import ACTIVATIONS, check_activation
+from seqpipe.architectures.cells import CustomGRU, CustomLSTM, build_custom
+from seqpipe.architectures.layout import ONNX_ACTIVATIONS
 
 # --- an independent numpy reference of the equations --------------------------------
 
@@ -460,7 +456,7 @@ def test_onnx_layers_describe_the_variant():
 def test_variant_architectures_are_registered():
     for name, peephole, cifg in (("peephole_lstm", True, False), ("cifg_lstm", False, True)):
         spec = seqpipe.get_architecture(name)
-        assert spec.onnx_lowering is lower_native
+        assert spec.onnx_lowering is NATIVE_RECURRENT
         assert len(spec.test_params) >= 2
         assert any(p.get("bidirectional") and p.get("num_layers", 1) > 1 for p in spec.test_params)
         body = spec.build(
@@ -506,4 +502,4 @@ def test_estimator_with_relu_fits_predicts_pickles(name, params):
 
 
 def test_every_activation_is_covered_by_the_reference():
-    assert set(NP_ACTIVATIONS) == set(ACTIVATIONS)
+    assert set(NP_ACTIVATIONS) == set(ACTIVATIONS) == set(ONNX_ACTIVATIONS)

@@ -39,6 +39,8 @@ from seqpipe import (
     list_architectures,
     runtime,
 )
+from seqpipe.architectures.layout import parse_layers
+from seqpipe.architectures.native_onnx import lower_layers
 from seqpipe.architectures.padding import last_valid
 from seqpipe.onnx import (
     UnsupportedModelError,
@@ -47,7 +49,6 @@ from seqpipe.onnx import (
     export,
 )
 from seqpipe.onnx.graph import GraphBuilder
-from seqpipe.onnx.lowering import lower_layers, parse_layers
 
 try:
     from seqpipe.preprocessing import FeatureWiseTransformer, SequenceScaler

@@ -124,7 +124,7 @@ def test_conformance_kit_and_registry_knobs_are_documented():
         plugins.DISABLE_ENV_VAR,
         f"[project.entry-points.{plugins.ENTRY_POINT_GROUP}]",
         "onnx_recurrent_layers()",
-        "lower_native",
+        "NATIVE_RECURRENT",
         "plugin_errors()",
         "PluginWarning",
         "docs/plugin_template.py",
@@ -218,14 +218,16 @@ def test_report_lists_origin_status_architectures_and_problems(fake_entry_points
     report = format_plugin_report()
     assert "seqpipe.architectures.torch_rnn (built-in)" in report
     assert "good (entry point fake_good from seqpipe-fake 1.2.3)" in report
-    assert "good_arch  good_arch body  [ONNX: torch.onnx + verification]" in report
+    traced = "[ONNX: torch.onnx.export: traced, verified at export]"
+    assert f"good_arch  good_arch body  {traced}" in report
     assert "blocked (entry point fake_blocked from seqpipe-fake 1.2.3) [disabled]" in report
     assert "blocked_arch" not in report
     assert "broken (entry point fake_broken from seqpipe-fake 1.2.3) [failed]" in report
     assert re.search(r"Problems:\n  broken: failed to load .*ImportError", report)
     assert "SEQPIPE_DISABLE_PLUGINS = 'blocked'" in report
     lstm = next(line for line in report.splitlines() if line.strip().startswith("lstm"))
-    assert "[ONNX: native lowering]" in lstm
+    native = "native recurrent nodes: written from weights, folds input scaling, streaming"
+    assert f"[ONNX: {native}]" in lstm
 
 
 def test_report_shows_plugins_registered_in_process():

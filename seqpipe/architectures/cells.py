@@ -31,6 +31,10 @@ so a :class:`CustomLSTM` with zero peepholes and tanh/sigmoid equals ``nn.LSTM``
 with the same weights. Peepholes are ``peephole_l{k}`` of shape ``(n, H)``, rows
 ``i, f, o`` (CIFG: ``i, o``).
 
+Module layout: activations in :mod:`~seqpipe.architectures.activations`, the
+time loops (autograd functions) in :mod:`~seqpipe.architectures.recurrences`, the
+bodies here.
+
 Speed: the input projection of all time steps is one matmul; only the recurrent
 matmul and a few fused elementwise ops run per step, inside a custom
 ``autograd.Function`` whose hand-written backward also runs one matmul per step
@@ -44,323 +48,27 @@ padding; final states are gathered at each sequence's last valid step.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
-from torch.autograd.function import once_differentiable
 from torch.nn import functional as F
 
-from seqpipe.architectures.padding import reverse_padded, summarize
+from seqpipe.architectures.activations import check_activation
+from seqpipe.architectures.layout import (
+    CIFG_PEEPHOLES_TO_ONNX,
+    CIFG_TO_ONNX,
+    PEEPHOLES_TO_ONNX,
+    TORCH_TO_ONNX,
+    onnx_activations,
+    reorder_blocks,
+)
+from seqpipe.architectures.padding import last_valid, reverse_padded, summarize
+from seqpipe.architectures.recurrences import GRURecurrence, LSTMRecurrence
 from seqpipe.architectures.spec import BodyConfig
 
 Tensor = torch.Tensor
-
-# --- activations ----------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Activation:
-    """A Keras activation: how to apply it, its derivative, its ONNX spelling.
-
-    ``backward(grad, y)`` is ``grad * act'(x)`` computed *from the output*
-    ``y = act(x)`` (all supported activations allow it, so backward needs no
-    pre-activations); ``None`` means the identity. Where ATen has a fused kernel
-    for it (the ``*_backward`` ops autograd itself uses), that kernel is used.
-    ``onnx_alpha``/``onnx_beta`` are the ONNX ``activation_alpha``/``_beta`` values
-    the activation consumes (``None``: it takes none).
-    """
-
-    name: str
-    apply: Callable[[Tensor], Tensor]
-    inplace: Callable[[Tensor], Tensor]
-    backward: Callable[[Tensor, Tensor], Tensor] | None
-    onnx: str
-    onnx_alpha: float | None = None
-    onnx_beta: float | None = None
-
-
-def _identity(x: Tensor) -> Tensor:
-    return x
-
-
-def _softsign_(x: Tensor) -> Tensor:
-    return x.div_(x.abs().add_(1.0))
-
-
-def _softplus_(x: Tensor) -> Tensor:
-    return x.copy_(F.softplus(x))  # torch has no in-place softplus
-
-
-_aten = torch.ops.aten
-
-
-def _hard_sigmoid_backward(grad: Tensor, y: Tensor) -> Tensor:
-    # slope 1/6 strictly inside (0, 1), i.e. for -3 < x < 3, as torch's hardsigmoid
-    return grad * ((y > 0) & (y < 1)) / 6
-
-
-#: Keras activation names seqpipe's custom cells accept (``None`` means "linear").
-ACTIVATIONS: dict[str, Activation] = {
-    a.name: a
-    for a in (
-        Activation("tanh", torch.tanh, torch.tanh_, _aten.tanh_backward, "Tanh"),
-        Activation("sigmoid", torch.sigmoid, torch.sigmoid_, _aten.sigmoid_backward, "Sigmoid"),
-        # Keras 3: hard_sigmoid(x) = relu6(x + 3) / 6 = clip(x / 6 + 0.5, 0, 1), which is
-        # torch's hardsigmoid and ONNX HardSigmoid(alpha=1/6, beta=0.5). (Keras 2 used 0.2.)
-        Activation(
-            "hard_sigmoid",
-            F.hardsigmoid,
-            lambda x: F.hardsigmoid(x, inplace=True),
-            _hard_sigmoid_backward,
-            "HardSigmoid",
-            1.0 / 6.0,
-            0.5,
-        ),
-        Activation(
-            "relu", torch.relu, torch.relu_, lambda g, y: _aten.threshold_backward(g, y, 0), "Relu"
-        ),
-        # ONNX has no Identity activation for RNN ops; Affine(1, 0) is the identity.
-        Activation("linear", _identity, _identity, None, "Affine", 1.0, 0.0),
-        Activation(
-            "softsign",
-            F.softsign,
-            _softsign_,
-            lambda g, y: g * (1 - y.abs()).square(),
-            "Softsign",
-        ),
-        Activation(
-            "softplus", F.softplus, _softplus_, lambda g, y: g * -torch.expm1(-y), "Softplus"
-        ),
-        Activation(
-            "elu",
-            F.elu,
-            F.elu_,
-            lambda g, y: _aten.elu_backward(g, 1.0, 1.0, 1.0, True, y),
-            "Elu",
-            1.0,
-        ),
-    )
-}
-
-
-def check_activation(name: str | None, what: str = "activation") -> str:
-    """Canonical (lower-case) Keras name of ``name``; ``None`` means ``"linear"``.
-
-    Raises
-    ------
-    ValueError
-        If the name is unknown; the message lists the valid names.
-
-    Examples
-    --------
-    >>> check_activation("ReLU")
-    'relu'
-    >>> check_activation(None)
-    'linear'
-    """
-    key = "linear" if name is None else str(name).lower()
-    if key not in ACTIVATIONS:
-        raise ValueError(
-            f"unknown {what} {name!r}; valid names are {sorted(ACTIVATIONS)} (or None for linear)"
-        )
-    return key
-
-
-def _times_grad(act: Activation, y: Tensor, x: Tensor) -> Tensor:
-    """``x * act'(.)`` evaluated from the activation's output ``y``."""
-    return x if act.backward is None else act.backward(x, y)
-
-
-# --- the recurrences -------------------------------------------------------------------
-
-
-class _LSTMRecurrence(torch.autograd.Function):
-    """One LSTM direction over time-major pre-projected inputs.
-
-    Inputs: ``xproj (T, B, G*H)`` (``x @ W_ih.T + b_ih + b_hh``), ``w_hh (G*H, H)``,
-    ``peep`` (``(n, H)`` or empty), ``h0``, ``c0`` ``(B, H)``. Returns every step's
-    ``h`` and ``c``, ``(T, B, H)`` each.
-
-    Per-step views are split off once with ``unbind`` and results are written with
-    ``out=``: at these sizes the cost of a step is mostly per-op overhead.
-    """
-
-    @staticmethod
-    def forward(ctx, xproj, w_hh, peep, h0, c0, act_name, ract_name, cifg):  # type: ignore[override]
-        act, ract = ACTIVATIONS[act_name], ACTIVATIONS[ract_name]
-        steps, batch, _ = xproj.shape
-        hidden = w_hh.shape[1]
-        gates = 3 if cifg else 4
-        has_peep = peep.numel() > 0
-        w_t = w_hh.t()
-        acts = torch.empty_like(xproj)  # post-activation gates, kept for backward
-        cells = xproj.new_empty(steps, batch, hidden)
-        outs = xproj.new_empty(steps, batch, hidden)
-        # Gate slots: LSTM (i, f, g, o), CIFG (i, g, o); n_in gates read c_prev.
-        n_in = 1 if cifg else 2
-        a4 = acts.view(steps, batch, gates, hidden)
-        a_steps, x_steps = acts.unbind(0), xproj.unbind(0)
-        in_steps = a4[:, :, :n_in].unbind(0)
-        i_steps, g_steps, o_steps = (a4[:, :, k].unbind(0) for k in (0, gates - 2, gates - 1))
-        f_steps = a4[:, :, 1].unbind(0)
-        c_steps, h_steps = cells.unbind(0), outs.unbind(0)
-        if has_peep:
-            p_in, p_o = peep[:n_in], peep[n_in]
-        cell_outs = []  # a(c) of every step
-        h, c = h0, c0
-        for t in range(steps):
-            torch.addmm(x_steps[t], h, w_t, out=a_steps[t])
-            if has_peep:
-                in_steps[t].addcmul_(p_in, c.unsqueeze(1))
-            ract.inplace(in_steps[t])
-            act.inplace(g_steps[t])
-            o = o_steps[t]
-            if not has_peep:  # otherwise o waits for the new c
-                ract.inplace(o)
-            c_new = c_steps[t]
-            if cifg:  # c = (1 - i) c + i g = c + i (g - c)
-                torch.addcmul(c, i_steps[t], g_steps[t] - c, out=c_new)
-            else:
-                torch.mul(f_steps[t], c, out=c_new).addcmul_(i_steps[t], g_steps[t])
-            if has_peep:
-                ract.inplace(o.addcmul_(p_o, c_new))
-            ac = act.apply(c_new)
-            cell_outs.append(ac)
-            h = torch.mul(o, ac, out=h_steps[t])
-            c = c_new
-        cell_outs_all = torch.stack(cell_outs) if act.backward is not None else cells
-        ctx.save_for_backward(acts, cells, cell_outs_all, outs, h0, c0, w_hh, peep)
-        ctx.config = (act, ract, cifg, has_peep)
-        ctx.set_materialize_grads(False)
-        return outs, cells
-
-    @staticmethod
-    @once_differentiable
-    def backward(ctx, d_outs, d_cells):  # type: ignore[override]
-        acts, cells, cell_outs, outs, h0, c0, w_hh, peep = ctx.saved_tensors
-        act, ract, cifg, has_peep = ctx.config
-        steps, batch, width = acts.shape
-        hidden = w_hh.shape[1]
-        gates = width // hidden
-        n_in = 1 if cifg else 2
-        a4 = acts.view(steps, batch, gates, hidden)
-        c_prev = torch.cat([c0.unsqueeze(0), cells[:-1]])
-        i, g, o = a4[:, :, 0], a4[:, :, gates - 2], a4[:, :, gates - 1]
-        # Each pre-activation gradient of a step is dc * m (gates i, f, g) or
-        # dh * m (gate o); the multipliers m of all steps are computed at once here
-        # so the sequential loop below is a handful of ops per step.
-        if cifg:
-            multipliers = [_times_grad(ract, i, g - c_prev)]
-            carry = 1 - i  # dc_prev = dc * carry
-        else:
-            f = a4[:, :, 1]
-            multipliers = [_times_grad(ract, i, g), _times_grad(ract, f, c_prev)]
-            carry = f
-        multipliers += [_times_grad(act, g, i), _times_grad(ract, o, cell_outs)]
-        m = torch.stack(multipliers, dim=2)
-        k = _times_grad(act, cell_outs, o)  # dc += dh * k
-        if has_peep:
-            k = torch.addcmul(k, m[:, :, gates - 1], peep[n_in])
-            for gate in range(n_in):
-                carry = torch.addcmul(carry, m[:, :, gate], peep[gate])
-        d_gates = torch.empty_like(acts)
-        dg4 = d_gates.view(steps, batch, gates, hidden)
-        dg_c, dg_o = dg4[:, :, : gates - 1].unbind(0), dg4[:, :, gates - 1].unbind(0)
-        m_c, m_o = m[:, :, : gates - 1].unbind(0), m[:, :, gates - 1].unbind(0)
-        dg_steps, k_steps, carry_steps = d_gates.unbind(0), k.unbind(0), carry.unbind(0)
-        dh_steps = torch.zeros_like(outs).unbind(0) if d_outs is None else d_outs.unbind(0)
-        dc_ext = None if d_cells is None else d_cells.unbind(0)
-        dh, dc_rec = dh_steps[-1], None  # dh: the full gradient of the step's h
-        for t in range(steps - 1, -1, -1):
-            dc = dh * k_steps[t] if dc_rec is None else torch.addcmul(dc_rec, dh, k_steps[t])
-            if dc_ext is not None:
-                dc = dc + dc_ext[t]
-            torch.mul(m_c[t], dc.unsqueeze(1), out=dg_c[t])
-            torch.mul(m_o[t], dh, out=dg_o[t])
-            # the previous step's h gradient: its own output's plus the recurrent one
-            dh = torch.addmm(dh_steps[t - 1], dg_steps[t], w_hh) if t else dg_steps[0] @ w_hh
-            dc_rec = dc * carry_steps[t]
-        h_prev = torch.cat([h0.unsqueeze(0), outs[:-1]])
-        d_w_hh = d_gates.view(-1, width).t().mm(h_prev.view(-1, hidden))
-        d_peep = None
-        if has_peep and ctx.needs_input_grad[2]:
-            d_in = (dg4[:, :, :n_in] * c_prev.unsqueeze(2)).sum((0, 1))
-            d_o = (dg4[:, :, gates - 1] * cells).sum((0, 1))
-            d_peep = torch.cat([d_in, d_o.unsqueeze(0)])
-        return d_gates, d_w_hh, d_peep, dh, dc_rec, None, None, None
-
-
-class _GRURecurrence(torch.autograd.Function):
-    """One GRU direction (torch's formulation) over time-major projected inputs.
-
-    Inputs: ``xproj (T, B, 3H)`` (``x @ W_ih.T + b_ih``, gates ``r, z, n``),
-    ``w_hh (3H, H)``, ``b_hh (3H,)``, ``h0 (B, H)``. Returns every step's ``h``.
-    """
-
-    @staticmethod
-    def forward(ctx, xproj, w_hh, b_hh, h0, act_name, ract_name):  # type: ignore[override]
-        act, ract = ACTIVATIONS[act_name], ACTIVATIONS[ract_name]
-        steps, batch, _ = xproj.shape
-        hidden = w_hh.shape[1]
-        w_t = w_hh.t()
-        acts = torch.empty_like(xproj)  # r, z, n after activation
-        rec = torch.empty_like(xproj)  # R h + b_hh (its n block is needed by backward)
-        outs = xproj.new_empty(steps, batch, hidden)
-        two = 2 * hidden
-        rec_steps, h_steps = rec.unbind(0), outs.unbind(0)
-        x_rz, x_n = xproj[:, :, :two].unbind(0), xproj[:, :, two:].unbind(0)
-        rec_rz, rec_n = rec[:, :, :two].unbind(0), rec[:, :, two:].unbind(0)
-        a_rz, a_n = acts[:, :, :two].unbind(0), acts[:, :, two:].unbind(0)
-        r_steps, z_steps = acts[:, :, :hidden].unbind(0), acts[:, :, hidden:two].unbind(0)
-        h = h0
-        for t in range(steps):
-            torch.addmm(b_hh, h, w_t, out=rec_steps[t])
-            ract.inplace(torch.add(x_rz[t], rec_rz[t], out=a_rz[t]))
-            n = act.inplace(torch.addcmul(x_n[t], r_steps[t], rec_n[t], out=a_n[t]))
-            h = torch.addcmul(n, z_steps[t], h - n, out=h_steps[t])
-        ctx.save_for_backward(acts, rec, outs, h0, w_hh)
-        ctx.config = (act, ract)
-        return outs
-
-    @staticmethod
-    @once_differentiable
-    def backward(ctx, d_outs):  # type: ignore[override]
-        acts, rec, outs, h0, w_hh = ctx.saved_tensors
-        act, ract = ctx.config
-        steps, batch, width = acts.shape
-        hidden = w_hh.shape[1]
-        a3 = acts.view(steps, batch, 3, hidden)
-        r, z, n = a3[:, :, 0], a3[:, :, 1], a3[:, :, 2]
-        h_prev = torch.cat([h0.unsqueeze(0), outs[:-1]])
-        # Every pre-activation gradient of a step is dh times a multiplier: precompute them.
-        m_n = _times_grad(act, n, 1 - z)  # of d(W_n x + b_in)
-        m = torch.empty_like(a3)  # of d(R h + b_hh), gates r, z, n
-        m[:, :, 0] = _times_grad(ract, r, m_n * rec.view(steps, batch, 3, hidden)[:, :, 2])
-        m[:, :, 1] = _times_grad(ract, z, h_prev - n)
-        torch.mul(m_n, r, out=m[:, :, 2])
-        d_rec = torch.empty_like(acts)
-        d_h = torch.empty_like(outs)
-        m_steps, z_steps = m.unbind(0), z.unbind(0)
-        dr_steps = d_rec.view(steps, batch, 3, hidden).unbind(0)
-        drec_flat, dh_out, dh_ext = d_rec.unbind(0), d_h.unbind(0), d_outs.unbind(0)
-        dh = dh_out[-1].copy_(dh_ext[-1])  # the full gradient of the step's h
-        for t in range(steps - 1, -1, -1):
-            torch.mul(m_steps[t], dh.unsqueeze(1), out=dr_steps[t])
-            # the previous step's h gradient: its own output's, through z, through R
-            if t:
-                base = torch.addcmul(dh_ext[t - 1], dh, z_steps[t])
-                dh = torch.addmm(base, drec_flat[t], w_hh, out=dh_out[t - 1])
-            else:
-                dh = torch.addmm(dh * z_steps[0], drec_flat[0], w_hh)
-        d_in = d_rec.clone()
-        d_in.view(steps, batch, 3, hidden)[:, :, 2] = d_h * m_n
-        d_w_hh = d_rec.view(-1, width).t().mm(h_prev.view(-1, hidden))
-        return d_in, d_w_hh, d_rec.sum((0, 1)), dh, None, None
-
-
-# --- the bodies ------------------------------------------------------------------------
 
 
 def _reversal_index(lengths: Tensor | None, steps: int, batch: int, device: torch.device):
@@ -524,7 +232,7 @@ class _CustomRecurrentBody(nn.Module):
         batch, steps, _ = x.shape
         device = x.device
         rev_index = _reversal_index(lengths, steps, batch, device) if self.bidirectional else None
-        last = None if lengths is None or not want_state else lengths.to(device) - 1
+        last = lengths if want_state else None
         layer_in = x.transpose(0, 1).contiguous()  # time-major from here on
         finals: list[Any] = []
         for layer in range(self.num_layers):
@@ -543,40 +251,36 @@ class _CustomRecurrentBody(nn.Module):
         return layer_in.transpose(0, 1), (self._stack_states(finals) if want_state else None)
 
     @staticmethod
-    def _at_last(per_step: Tensor, last: Tensor | None) -> Tensor:
-        if last is None:
-            return per_step[-1]
-        return per_step[last, torch.arange(per_step.shape[1], device=per_step.device)]
+    def _at_last(per_step: Tensor, lengths: Tensor | None) -> Tensor:
+        # per_step is time-major (T, B, H); the shared helper reads batch-first.
+        return last_valid(per_step.transpose(0, 1), lengths)
 
     # --- ONNX ----------------------------------------------------------------------
-    def _onnx_activations(self, names: list[str]) -> dict[str, Any]:
-        """ONNX ``activations`` for every direction, with packed alpha/beta lists.
-
-        onnxruntime consumes ``activation_alpha``/``_beta`` in order, one value for
-        each activation that takes that argument (e.g. HardSigmoid takes both,
-        Elu only alpha, Relu none), so the lists hold only those values.
-        """
-        acts = [ACTIVATIONS[n] for n in names] * self.num_directions
-        alpha = [a.onnx_alpha for a in acts if a.onnx_alpha is not None]
-        beta = [a.onnx_beta for a in acts if a.onnx_beta is not None]
-        return {
-            "activations": [a.onnx for a in acts],
-            "activation_alpha": alpha or None,
-            "activation_beta": beta or None,
-        }
-
-    def _onnx_stack(self, name: str, layer: int, order: list[int]):
-        """``(num_directions, len(order)*H, ...)`` with torch's gate blocks reordered;
-        ``-1`` in ``order`` is a zero block."""
+    def _onnx_stack(self, name: str, layer: int, order: tuple[int, ...]) -> np.ndarray:
+        """``(num_directions, len(order)*H, ...)`` with torch's gate blocks reordered
+        (see :func:`~seqpipe.architectures.layout.reorder_blocks`)."""
         blocks = []
         for s in self.suffixes:
-            weight = self._param(name, layer, s).detach().float().cpu()
+            weight = self._param(name, layer, s).detach().float().cpu().numpy()
             if name == "peephole":  # (n, H) rows -> one (n*H,) vector of gate blocks
-                weight = weight.flatten()
-            parts = weight.split(self.hidden_size)
-            zero = torch.zeros_like(parts[0])
-            blocks.append(torch.cat([zero if k < 0 else parts[k] for k in order]))
-        return torch.stack(blocks).numpy()
+                weight = weight.reshape(-1)
+            blocks.append(reorder_blocks(weight, order))
+        return np.stack(blocks)
+
+    def _onnx_layer(self, layer: int, op: str, order: tuple[int, ...], names: list[str]) -> dict:
+        bias = [self._onnx_stack(b, layer, order) for b in ("bias_ih", "bias_hh")]
+        return {
+            "op": op,
+            "hidden_size": self.hidden_size,
+            "direction": "bidirectional" if self.bidirectional else "forward",
+            "W": self._onnx_stack("weight_ih", layer, order),
+            "R": self._onnx_stack("weight_hh", layer, order),
+            "B": np.concatenate(bias, axis=1),
+            "P": None,
+            **onnx_activations(names, self.num_directions),
+            "input_forget": 0,
+            "linear_before_reset": 0,
+        }
 
 
 class CustomLSTM(_CustomRecurrentBody):
@@ -655,7 +359,7 @@ class CustomLSTM(_CustomRecurrentBody):
         xproj = torch.addmm(bias, x.reshape(-1, features), w_ih.t()).view(steps, batch, -1)
         peep = self._param("peephole", layer, suffix) if self.peephole else x.new_empty(0)
         h0, c0 = state
-        outs, cells = _LSTMRecurrence.apply(
+        outs, cells = LSTMRecurrence.apply(
             xproj,
             self._param("weight_hh", layer, suffix),
             peep,
@@ -681,36 +385,21 @@ class CustomLSTM(_CustomRecurrentBody):
         return torch.stack([h for h, _ in states]), torch.stack([c for _, c in states])
 
     def onnx_recurrent_layers(self) -> list[dict[str, Any]]:
-        """The layers as ONNX ``LSTM`` nodes (see :mod:`~seqpipe.architectures.native_onnx`).
+        """The layers as ONNX ``LSTM`` nodes (see :mod:`~seqpipe.architectures.layout`).
 
         ONNX gate order is ``i, o, f, c``; with the coupled gate the forget block is
         zero (onnxruntime ignores it with ``input_forget=1``) and ``P`` is ``i, o, f``.
         """
-        # torch blocks: LSTM (i, f, g, o) -> ONNX (i, o, f, c); CIFG (i, g, o) -> (i, o, -, c).
-        order = [0, 2, -1, 1] if self.cifg else [0, 3, 1, 2]
-        peep_order = [0, 1, -1] if self.cifg else [0, 2, 1]  # ours (i, f, o) / (i, o)
+        order = CIFG_TO_ONNX if self.cifg else TORCH_TO_ONNX["LSTM"]
+        names = [self.recurrent_activation, self.activation, self.activation]
         layers = []
         for layer in range(self.num_layers):
-            bias = [self._onnx_stack(b, layer, order) for b in ("bias_ih", "bias_hh")]
-            peep = None
+            spec = self._onnx_layer(layer, "LSTM", order, names)
             if self.peephole:
-                peep = self._onnx_stack("peephole", layer, peep_order)
-            layers.append(
-                {
-                    "op": "LSTM",
-                    "hidden_size": self.hidden_size,
-                    "direction": "bidirectional" if self.bidirectional else "forward",
-                    "W": self._onnx_stack("weight_ih", layer, order),
-                    "R": self._onnx_stack("weight_hh", layer, order),
-                    "B": torch.cat([torch.from_numpy(b) for b in bias], dim=1).numpy(),
-                    "P": peep,
-                    **self._onnx_activations(
-                        [self.recurrent_activation, self.activation, self.activation]
-                    ),
-                    "input_forget": int(self.cifg),
-                    "linear_before_reset": 0,
-                }
-            )
+                peep_order = CIFG_PEEPHOLES_TO_ONNX if self.cifg else PEEPHOLES_TO_ONNX
+                spec["P"] = self._onnx_stack("peephole", layer, peep_order)
+            spec["input_forget"] = int(self.cifg)
+            layers.append(spec)
         return layers
 
 
@@ -766,7 +455,7 @@ class CustomGRU(_CustomRecurrentBody):
         xproj = torch.addmm(
             self._param("bias_ih", layer, suffix), x.reshape(-1, features), w_ih.t()
         ).view(steps, batch, -1)
-        outs = _GRURecurrence.apply(
+        outs = GRURecurrence.apply(
             xproj,
             self._param("weight_hh", layer, suffix),
             self._param("bias_hh", layer, suffix),
@@ -790,24 +479,12 @@ class CustomGRU(_CustomRecurrentBody):
 
     def onnx_recurrent_layers(self) -> list[dict[str, Any]]:
         """The layers as ONNX ``GRU`` nodes, gate order ``z, r, h``, ``linear_before_reset=1``."""
-        order = [1, 0, 2]  # torch (r, z, n) -> ONNX (z, r, h)
+        names = [self.recurrent_activation, self.activation]
         layers = []
         for layer in range(self.num_layers):
-            bias = [self._onnx_stack(b, layer, order) for b in ("bias_ih", "bias_hh")]
-            layers.append(
-                {
-                    "op": "GRU",
-                    "hidden_size": self.hidden_size,
-                    "direction": "bidirectional" if self.bidirectional else "forward",
-                    "W": self._onnx_stack("weight_ih", layer, order),
-                    "R": self._onnx_stack("weight_hh", layer, order),
-                    "B": torch.cat([torch.from_numpy(b) for b in bias], dim=1).numpy(),
-                    "P": None,
-                    **self._onnx_activations([self.recurrent_activation, self.activation]),
-                    "input_forget": 0,
-                    "linear_before_reset": 1,
-                }
-            )
+            spec = self._onnx_layer(layer, "GRU", TORCH_TO_ONNX["GRU"], names)
+            spec["linear_before_reset"] = 1  # torch's (and Keras reset_after) GRU
+            layers.append(spec)
         return layers
 
 

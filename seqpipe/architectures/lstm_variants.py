@@ -16,7 +16,8 @@ from collections.abc import Callable
 
 from torch import nn
 
-from seqpipe.architectures.native_onnx import lower_native
+from seqpipe.architectures.native_onnx import NATIVE_RECURRENT
+from seqpipe.architectures.options import check_options
 from seqpipe.architectures.spec import ArchitectureSpec, BodyConfig
 from seqpipe.architectures.torch_rnn import BASE_TEST_PARAMS, KERAS_ACTIVATION_TEST_PARAMS
 from seqpipe.hookspecs import hookimpl
@@ -29,15 +30,7 @@ def _builder(name: str, *, peephole: bool, cifg: bool) -> Callable[[BodyConfig],
     option = "cifg" if peephole else "peephole"
 
     def build(config: BodyConfig) -> nn.Module:
-        unknown = sorted(set(config.options) - {option})
-        if unknown:
-            raise ValueError(
-                f"architecture {name!r} got unknown architecture_options {unknown}; "
-                f"it accepts only {option!r} (bool)"
-            )
-        value = config.options.get(option, False)
-        if not isinstance(value, bool):
-            raise ValueError(f"architecture_options[{option!r}] must be a bool, got {value!r}")
+        value = check_options(name, config.options, {option: False})[option]
         # Imported here so building the registry stays cheap.
         from seqpipe.architectures.cells import build_custom
 
@@ -56,14 +49,14 @@ def seqpipe_architectures() -> list[ArchitectureSpec]:
             name="peephole_lstm",
             build=_builder("peephole_lstm", peephole=True, cifg=False),
             description="LSTM with peephole connections (Gers & Schmidhuber 2000)",
-            onnx_lowering=lower_native,
+            onnx_lowering=NATIVE_RECURRENT,
             test_params=_TEST_PARAMS,
         ),
         ArchitectureSpec(
             name="cifg_lstm",
             build=_builder("cifg_lstm", peephole=False, cifg=True),
             description="LSTM with a coupled input-forget gate (f = 1 - i)",
-            onnx_lowering=lower_native,
+            onnx_lowering=NATIVE_RECURRENT,
             test_params=_TEST_PARAMS,
         ),
     ]

@@ -11,7 +11,9 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from seqpipe.architectures.native_onnx import lower_native
+from seqpipe.architectures.layout import activation_name, torch_rnn_layers
+from seqpipe.architectures.native_onnx import NATIVE_RECURRENT
+from seqpipe.architectures.options import check_options
 from seqpipe.architectures.padding import summarize
 from seqpipe.architectures.spec import ArchitectureSpec, BodyConfig
 from seqpipe.hookspecs import hookimpl
@@ -61,20 +63,14 @@ class TorchRecurrentBody(nn.Module):
         return out, summarize(out, lengths, self.hidden_size, self.bidirectional)
 
     def onnx_recurrent_layers(self) -> list[dict]:
-        """The layers as native ONNX recurrent nodes (see ``native_onnx``)."""
-        # Imported here: only an export needs it, and it pulls in onnx.
-        from seqpipe.onnx.lowering import torch_rnn_layers
-
+        """The layers as native ONNX recurrent nodes (see :mod:`~seqpipe.architectures.layout`)."""
         return torch_rnn_layers(self.rnn)
 
 
-def _activation_name(value: str | None) -> str:
-    return "linear" if value is None else str(value).lower()
-
-
 def _build(kind: str, config: BodyConfig) -> nn.Module:
-    activation = _activation_name(config.activation)
-    recurrent = _activation_name(config.recurrent_activation)
+    check_options(kind, config.options, {})  # no options: a typo must not pass silently
+    activation = activation_name(config.activation)
+    recurrent = activation_name(config.recurrent_activation, "recurrent_activation")
     if kind == "rnn":
         if activation not in _RNN_NONLINEARITIES:
             raise ValueError(
@@ -126,7 +122,7 @@ def _spec(kind: str, description: str) -> ArchitectureSpec:
         name=kind,
         build=build,
         description=description,
-        onnx_lowering=lower_native,
+        onnx_lowering=NATIVE_RECURRENT,
         test_params=BASE_TEST_PARAMS
         + (RNN_TEST_PARAMS if kind == "rnn" else KERAS_ACTIVATION_TEST_PARAMS),
     )

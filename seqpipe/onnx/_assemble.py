@@ -24,18 +24,13 @@ from torch import nn
 
 from seqpipe import _format as fmt
 from seqpipe._network import Seq2SeqNetwork, SequenceNetwork
-from seqpipe.architectures.native_onnx import lower_native
+from seqpipe.architectures.layout import parse_layers, torch_rnn_layers
+from seqpipe.architectures.native_onnx import lower_layers
+from seqpipe.architectures.spec import LoweredBody, LoweringRequest, OnnxLowering
 from seqpipe.classifier import LSTMClassifier
-from seqpipe.onnx._fallback import lower_with_torch_export
+from seqpipe.onnx._fallback import TORCH_EXPORT
 from seqpipe.onnx._steps import Affine, Clip, ExportPlan, TargetInverse, UnsupportedModelError
 from seqpipe.onnx.graph import GraphBuilder
-from seqpipe.onnx.lowering import (
-    RecurrentLayer,
-    fold_input_scaling,
-    lower_layers,
-    parse_layers,
-    torch_rnn_layers,
-)
 from seqpipe.plugins import get_architecture
 from seqpipe.regressor import LSTMRegressor
 
@@ -79,7 +74,12 @@ def assemble(
     h = _input_steps(g, x, explicit)
 
     body = est.module_.body
-    spec = get_architecture(est.architecture)
+    lowering = lowering_for(est.architecture)
+    if streaming and not lowering.streaming:
+        raise UnsupportedModelError(
+            f"streaming=True needs a lowering that declares streaming, but architecture "
+            f"{est.architecture!r} is lowered by {lowering.name!r}, which does not"
+        )
     network = {
         "architecture": est.architecture,
         "hidden_size": est.hidden_size,
@@ -89,35 +89,30 @@ def assemble(
         "recurrent_activation": est.recurrent_activation,
         "head": type(est.module_).__name__,
         "head_layers": [int(u) for u in est.head_layers],
-        "lowering": "native" if spec.onnx_lowering is not None else "torch.onnx.export",
+        "lowering": lowering.name,
+        "lowering_traced": lowering.traced,
     }
-    layers = None  # native layers, when seqpipe writes the body's nodes itself
-    if streaming:
-        layers = _streaming_layers(body, est)
-    elif spec.onnx_lowering is lower_native:
-        layers = parse_layers(_recurrent_layers(body), type(body).__name__)
-    if layers is not None and np.max(np.abs(final.center) / final.scale) <= _FOLD_LIMIT:
-        layers[0] = fold_input_scaling(layers[0], final.center, final.scale)
+    fold = (
+        lowering.folds_input_scaling and np.max(np.abs(final.center) / final.scale) <= _FOLD_LIMIT
+    )
+    if fold:
         # Padded steps get the value that scales to 0: Python's zero padding.
         pad_value = final.center.astype(np.float32).reshape(1, 1, -1)
         h = g.op("Where", [nan, g.const(pad_value, "x_pad"), h])
     else:
         h = _input_steps(g, h, [final])
         h = g.op("Where", [nan, g.const(np.zeros((1, 1, 1), np.float32)), h])
-
-    states: list[dict[str, Any]] = []
-    finals: list[str] = []
-    if streaming:
-        sequence, summary, states, finals = _streaming_body(g, layers, h, lengths)
-        network["lowering"] = "native"
-    elif layers is not None:
-        # lower_recurrent_body, with the folded scaling and the option skl2onnx needs.
-        lowered = lower_layers(layers, g, h, lengths, fill_optional_inputs=fill_optional_inputs)
-        sequence, summary = lowered.sequence, lowered.summary
-    elif spec.onnx_lowering is None:
-        sequence, summary = lower_with_torch_export(body, g, h, lengths, n_features=n_features)
-    else:
-        sequence, summary = spec.onnx_lowering(body, g, h, lengths)
+    request = LoweringRequest(
+        graph=g,
+        x=h,
+        lengths=lengths,
+        input_size=n_features,
+        input_scaling=(final.center, final.scale) if fold else None,
+        streaming=streaming,
+        fill_optional_inputs=fill_optional_inputs,
+    )
+    lowered = _lower(lowering, body, request, est.architecture)
+    sequence, summary = lowered.sequence, lowered.summary
 
     if isinstance(est, LSTMRegressor):
         raw = _network_output(g, est.module_, sequence, summary)
@@ -138,18 +133,41 @@ def assemble(
             )
         ]
         kind, task = "features", fmt.TASK_TRANSFORM
-    for state, final in zip(states, finals, strict=True):
-        g.output(final, np.float32, state["shape"], name=state["output"])
+    states = []
+    for state in lowered.states:
+        g.output(state.value, np.float32, list(state.shape), name=state.output)
+        states.append(
+            {
+                "input": state.input,
+                "output": state.output,
+                "shape": list(state.shape),
+                "layer": state.layer,
+                "kind": state.kind,
+            }
+        )
     return AssembledGraph(g, task, kind, outputs, network, states)
 
 
-def _recurrent_layers(body: Any) -> Any:
-    if not callable(getattr(body, "onnx_recurrent_layers", None)):
-        raise UnsupportedModelError(
-            f"{type(body).__name__} has no onnx_recurrent_layers() method, which its "
-            "architecture's onnx_lowering (lower_native) needs"
+def lowering_for(architecture: str) -> OnnxLowering:
+    """The lowering ``architecture`` declares, or the traced fallback when it declares none."""
+    return get_architecture(architecture).onnx_lowering or TORCH_EXPORT
+
+
+def _lower(
+    lowering: OnnxLowering, body: Any, request: LoweringRequest, architecture: str
+) -> LoweredBody:
+    lowered = lowering.lower(body, request)
+    if not isinstance(lowered, LoweredBody):
+        raise TypeError(
+            f"the ONNX lowering {lowering.name!r} of architecture {architecture!r} returned "
+            f"{type(lowered).__name__}, expected seqpipe.architectures.LoweredBody"
         )
-    return body.onnx_recurrent_layers()
+    if request.streaming and not lowered.states:
+        raise UnsupportedModelError(
+            f"the ONNX lowering {lowering.name!r} of architecture {architecture!r} declares "
+            "streaming but returned no recurrent states"
+        )
+    return lowered
 
 
 def fold_steps(steps: list[Affine | Clip]) -> list[Affine | Clip]:
@@ -175,50 +193,6 @@ def _input_steps(g: GraphBuilder, x: str, steps: list[Affine | Clip]) -> str:
         if np.any(step.scale != 1):
             h = g.op("Div", [h, g.const(step.scale.astype(np.float32), "x_scale")])
     return h
-
-
-def _streaming_layers(body: Any, est: Any) -> list[RecurrentLayer]:
-    if est.bidirectional:
-        raise UnsupportedModelError(
-            "streaming=True needs a causal model: a bidirectional one reads each sequence "
-            "backwards from its end, which a stream does not have yet"
-        )
-    if not callable(getattr(body, "onnx_recurrent_layers", None)):
-        raise UnsupportedModelError(
-            f"streaming=True needs native recurrent layers, but {type(body).__name__} "
-            f"(architecture {est.architecture!r}) has no onnx_recurrent_layers()"
-        )
-    return parse_layers(body.onnx_recurrent_layers(), type(body).__name__)
-
-
-def _streaming_body(
-    g: GraphBuilder, layers: list[RecurrentLayer], h: str, lengths: str
-) -> tuple[str, str, list[dict[str, Any]], list[str]]:
-    """Native layers with a state input per layer and kind (h, and c for LSTM).
-
-    Returns the body's two outputs, the state descriptions for the metadata and, in
-    the same order, the final state values to expose as outputs.
-    """
-    states: list[dict[str, Any]] = []
-    initial: list[tuple[str, str | None]] = []
-    for k, layer in enumerate(layers):
-        shape = [1, "batch", layer.hidden_size]
-        pair = []
-        for kind in ("h", "c") if layer.has_state_c else ("h",):
-            pair.append(g.input(f"state_{k}_{kind}", np.float32, shape))
-            states.append(
-                {
-                    "input": pair[-1],
-                    "output": f"state_{k}_{kind}_out",
-                    "shape": shape,
-                    "layer": k,
-                    "kind": kind,
-                }
-            )
-        initial.append((pair[0], pair[1] if len(pair) > 1 else None))
-    lowered = lower_layers(layers, g, h, lengths, initial)
-    finals = [lowered.states_out[s["layer"]][0 if s["kind"] == "h" else 1] for s in states]
-    return lowered.sequence, lowered.summary, states, finals  # type: ignore[return-value]
 
 
 def _network_output(g: GraphBuilder, module: nn.Module, sequence: str, summary: str) -> str:

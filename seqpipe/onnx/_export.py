@@ -13,8 +13,8 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 
-import seqpipe
 from seqpipe import _format as fmt
+from seqpipe._version import __version__
 from seqpipe.onnx import _verify
 from seqpipe.onnx._assemble import AssembledGraph, assemble, class_tensor
 from seqpipe.onnx._gpu import cuda_incompatibilities
@@ -115,9 +115,9 @@ def export(
     metadata = build_metadata(plan, assembled)
     onnx_model = assembled.graph.build(
         name="seqpipe_" + type(plan.estimator).__name__,
-        doc=f"{plan.description} exported by seqpipe {seqpipe.__version__}",
+        doc=f"{plan.description} exported by seqpipe {__version__}",
         metadata=metadata,
-        producer_version=seqpipe.__version__,
+        producer_version=__version__,
     )
     _set_metadata(
         onnx_model, fmt.KEY_CUDA_UNSUPPORTED, json.dumps(cuda_incompatibilities(onnx_model))
@@ -150,7 +150,7 @@ def build_metadata(plan: ExportPlan, assembled: AssembledGraph) -> dict[str, str
         )
     metadata = {
         fmt.KEY_FORMAT: fmt.FORMAT_VERSION,
-        fmt.KEY_VERSION: seqpipe.__version__,
+        fmt.KEY_VERSION: __version__,
         fmt.KEY_TASK: assembled.task,
         fmt.KEY_MODEL: plan.description,
         fmt.KEY_ARCHITECTURE: str(est.architecture),

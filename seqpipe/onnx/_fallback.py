@@ -1,10 +1,13 @@
-"""Bodies without an ONNX lowering: ``torch.onnx.export`` of the body, embedded.
+"""The traced lowering: ``torch.onnx.export`` of the body, embedded.
 
-The body is exported with dynamic batch and time axes (the dynamo exporter when
-onnxscript is installed, else the TorchScript one), its graph is renamed into the
-pipeline's namespace and spliced in. Nothing here proves the result is right at
-other shapes (a Python loop over time steps is traced unrolled), which is why
-:func:`seqpipe.onnx.export` verifies every file before writing it.
+:data:`TORCH_EXPORT` is the lowering of every architecture that declares none
+(``onnx_lowering=None``): one more :class:`~seqpipe.architectures.OnnxLowering`,
+called exactly like the others. The body is exported with dynamic batch and time
+axes (the dynamo exporter when onnxscript is installed, else the TorchScript one),
+its graph is renamed into the pipeline's namespace and spliced in. Nothing here
+proves the result is right at other shapes (a Python loop over time steps is traced
+unrolled), which is why :func:`seqpipe.onnx.export` verifies every file before
+writing it.
 """
 
 from __future__ import annotations
@@ -18,6 +21,8 @@ import onnx
 import onnx.inliner
 import onnx.version_converter
 
+from seqpipe._devices import copy_to_cpu
+from seqpipe.architectures.spec import LoweredBody, LoweringRequest, OnnxLowering
 from seqpipe.onnx.graph import GraphBuilder
 
 
@@ -25,22 +30,29 @@ class FallbackExportError(RuntimeError):
     """``torch.onnx.export`` could not export an architecture's body."""
 
 
-def lower_with_torch_export(
-    body: Any, graph: GraphBuilder, x: str, lengths: str | None, *, n_features: int
-) -> tuple[str, str]:
-    """Export ``body`` through ``torch.onnx.export`` and splice it into ``graph``.
+def lower_traced(body: Any, request: LoweringRequest) -> LoweredBody:
+    """Export ``body`` through ``torch.onnx.export`` and splice it into the graph.
 
-    Same contract as an ``onnx_lowering``; returns ``(sequence_output, summary)``.
+    Raises
+    ------
+    FallbackExportError
+        If ``torch.onnx.export`` fails on the body.
     """
-    model = _export_body(body, n_features, with_lengths=lengths is not None, opset=graph.opset)
-    return _splice(model, graph, x, lengths)
+    graph = request.graph
+    model = _export_body(
+        body, request.input_size, with_lengths=request.lengths is not None, opset=graph.opset
+    )
+    sequence, summary = _splice(model, graph, request.x, request.lengths)  # type: ignore[arg-type]
+    return LoweredBody(sequence, summary)
+
+
+#: The lowering of architectures that declare none: traced, then verified.
+TORCH_EXPORT = OnnxLowering(lower=lower_traced, name="torch.onnx.export", traced=True)
 
 
 def _export_body(body: Any, n_features: int, *, with_lengths: bool, opset: int) -> onnx.ModelProto:
     import torch
     from torch import nn
-
-    from seqpipe._base import copy_to_cpu
 
     class WithLengths(nn.Module):
         def __init__(self, inner: nn.Module) -> None:

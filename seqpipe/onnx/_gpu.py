@@ -27,7 +27,8 @@ def cuda_incompatibilities(model: onnx.ModelProto) -> list[str]:
     --------
     >>> import numpy as np
     >>> from seqpipe.onnx.graph import GraphBuilder
-    >>> from seqpipe.onnx.lowering import lower_layers, parse_layers
+    >>> from seqpipe.architectures.layout import parse_layers
+    >>> from seqpipe.architectures.native_onnx import lower_layers
     >>> g = GraphBuilder()
     >>> x = g.input("x", np.float32, ["batch", "time", 1])
     >>> layer = {"op": "LSTM", "hidden_size": 2, "W": np.zeros((1, 8, 1)),

@@ -24,6 +24,7 @@ from sklearn.preprocessing import (
 )
 from sklearn.utils.validation import check_is_fitted
 
+from seqpipe.architectures.spec import UnsupportedModelError
 from seqpipe.classifier import LSTMClassifier
 from seqpipe.regressor import LSTMRegressor
 from seqpipe.transformer import LSTMTransformer
@@ -43,10 +44,6 @@ SUPPORTED_TARGET_TRANSFORMS = (
     f"(func/inverse_func or FunctionTransformer) with inverse numpy.{{{', '.join(INVERSE_FUNCS)}}}"
     " or None (identity), without kw_args"
 )
-
-
-class UnsupportedModelError(TypeError):
-    """The model contains a step the ONNX exporter cannot write."""
 
 
 @dataclass
