@@ -239,6 +239,11 @@ def main() -> None:
         raise SystemExit(f"no *_TRAIN.ts files (or none of {args.sets}) in {args.data_dir}")
 
     label = " QUICK SMOKE RUN: numbers meaningless, not the figures" if args.quick else ""
+    setting = (
+        "custom settings, not the documented run"
+        if args.seeds != 3 or args.epochs is not None or args.sets
+        else "full run"
+    )
     print(
         f"{datetime.datetime.now():%Y-%m-%d %H:%M}; seqpipe {seqpipe.__version__}, torch "
         f"{torch.__version__} ({args.threads} thread(s) x {args.jobs} job(s)), scikit-learn "
@@ -317,7 +322,7 @@ def main() -> None:
         "not in the paper's 2015 archive and no figure was found in the 2019 follow-up "
         "(arXiv:1902.10756)."
     )
-    print(f"\n({elapsed / 60:.1f} min of fits; {label.strip() or 'full run'})")
+    print(f"\n({elapsed / 60:.1f} min of fits; {label.strip() or setting})")
 
 
 if __name__ == "__main__":
