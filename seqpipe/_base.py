@@ -18,10 +18,11 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
 from seqpipe._devices import copy_to_cpu, resolve_device
+from seqpipe._local_scaling import LOCAL_SCALINGS, scale_windows, window_stats
 from seqpipe._network import HEAD_ACTIVATIONS, Seq2SeqNetwork, SequenceNetwork
 from seqpipe._sequences import check_sequences
 from seqpipe._targets import TargetLayout
-from seqpipe._training import LoopSettings, LossFn, TensorData, train_epochs
+from seqpipe._training import LR_SCHEDULES, LoopSettings, LossFn, TensorData, train_epochs
 from seqpipe.architectures.spec import BodyConfig
 from seqpipe.plugins import get_architecture
 
@@ -82,6 +83,8 @@ class SequenceModelBase(BaseEstimator):
         "patience": [Interval(numbers.Integral, 1, None, closed="left"), None],
         "clip_grad_norm": [Interval(numbers.Real, 0, None, closed="neither"), None],
         "scale_X": ["boolean"],
+        "local_scaling": [StrOptions(set(LOCAL_SCALINGS)), None],
+        "lr_schedule": [StrOptions(set(LR_SCHEDULES)), None],
         "random_state": ["random_state"],
         "device": [StrOptions({"cpu", "cuda", "auto"}), str, torch.device],
         "verbose": ["verbose"],
@@ -109,7 +112,17 @@ class SequenceModelBase(BaseEstimator):
             )
         return X, lengths
 
+    def _local_stats(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+        """Each window's own ``(center, scale)`` with ``local_scaling``, else None."""
+        return window_stats(X) if self.local_scaling else None
+
+    def _locally_scaled(self, X: np.ndarray) -> np.ndarray:
+        stats = self._local_stats(X)
+        return X if stats is None else scale_windows(X, *stats)
+
     def _fit_input_scaling(self, X: np.ndarray) -> None:
+        # The global statistics describe what the network sees: locally scaled windows.
+        X = self._locally_scaled(X)
         if self.scale_X:
             mean, scale = feature_stats(X)
         else:
@@ -118,7 +131,7 @@ class SequenceModelBase(BaseEstimator):
         self.x_scale_ = scale.astype(np.float32)
 
     def _input_tensor(self, X: np.ndarray) -> torch.Tensor:
-        scaled = (X - self.x_mean_) / self.x_scale_
+        scaled = (self._locally_scaled(X) - self.x_mean_) / self.x_scale_
         # Padding becomes 0; lengths tell the body where each sequence ends.
         np.nan_to_num(scaled, copy=False, nan=0.0)
         return torch.from_numpy(np.ascontiguousarray(scaled, dtype=np.float32)).to(self.device_)
@@ -206,6 +219,7 @@ class SequenceModelBase(BaseEstimator):
                     patience=self.patience,
                     clip_grad_norm=self.clip_grad_norm,
                     verbose=int(self.verbose),
+                    lr_schedule=self.lr_schedule,
                 ),
                 generator,
                 self.history_,

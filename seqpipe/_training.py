@@ -55,6 +55,10 @@ def cross_entropy_loss(
     return nn.functional.cross_entropy(output, target)
 
 
+#: The values of the estimators' ``lr_schedule`` parameter.
+LR_SCHEDULES = ("plateau", "cosine")
+
+
 @dataclass
 class LoopSettings:
     epochs: int
@@ -63,6 +67,31 @@ class LoopSettings:
     patience: int | None
     clip_grad_norm: float | None
     verbose: int
+    lr_schedule: str | None = None
+
+
+def make_scheduler(
+    name: str | None, optimizer: torch.optim.Optimizer, epochs: int
+) -> torch.optim.lr_scheduler.LRScheduler | torch.optim.lr_scheduler.ReduceLROnPlateau | None:
+    """torch's scheduler for ``lr_schedule``, stepped once per epoch.
+
+    ``"plateau"``: ``ReduceLROnPlateau`` on the epoch's loss (validation loss when
+    there is a validation split), halving the learning rate after ``max(5, epochs //
+    20)`` epochs without improvement, down to 1/100 of the initial rate (the LSTM-FCN
+    papers train this way, with a slower decay over 2000 epochs). ``"cosine"``:
+    ``CosineAnnealingLR`` from the initial rate to 0 over ``epochs``.
+    """
+    if name is None:
+        return None
+    schedulers = torch.optim.lr_scheduler
+    if name == "plateau":
+        floors = [group["lr"] * 1e-2 for group in optimizer.param_groups]
+        return schedulers.ReduceLROnPlateau(
+            optimizer, mode="min", factor=0.5, patience=max(5, epochs // 20), min_lr=floors
+        )
+    if name == "cosine":
+        return schedulers.CosineAnnealingLR(optimizer, T_max=epochs)
+    raise ValueError(f"lr_schedule must be one of {list(LR_SCHEDULES)} or None, got {name!r}")
 
 
 def _evaluate(module: nn.Module, data: TensorData, loss_fn: LossFn, batch_size: int) -> float:
@@ -94,6 +123,7 @@ def train_epochs(
     batch_size = min(settings.batch_size, n)
     best_loss, best_epoch, best_state = float("inf"), None, None
     first_epoch = len(history) + 1
+    scheduler = make_scheduler(settings.lr_schedule, optimizer, settings.epochs)
     for epoch in range(first_epoch, first_epoch + settings.epochs):
         started = time.perf_counter()
         module.train()
@@ -118,6 +148,11 @@ def train_epochs(
         record = {"epoch": epoch, "train_loss": float(total) / n}
         if valid is not None:
             record["valid_loss"] = _evaluate(module, valid, loss_fn, max(batch_size, 1024))
+        record["lr"] = optimizer.param_groups[0]["lr"]
+        if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+            scheduler.step(record.get("valid_loss", record["train_loss"]))
+        elif scheduler is not None:
+            scheduler.step()
         record["seconds"] = time.perf_counter() - started
         history.append(record)
         _report(record, settings, first_epoch)

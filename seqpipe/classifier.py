@@ -60,6 +60,8 @@ class LSTMClassifier(ClassifierMixin, SequenceModelBase):
         patience: int | None = 10,
         clip_grad_norm: float | None = None,
         scale_X: bool = True,
+        local_scaling: str | None = None,
+        lr_schedule: str | None = None,
         random_state: int | np.random.RandomState | None = None,
         device: str = "cpu",
         verbose: int = 0,
@@ -85,6 +87,8 @@ class LSTMClassifier(ClassifierMixin, SequenceModelBase):
         self.patience = patience
         self.clip_grad_norm = clip_grad_norm
         self.scale_X = scale_X
+        self.local_scaling = local_scaling
+        self.lr_schedule = lr_schedule
         self.random_state = random_state
         self.device = device
         self.verbose = verbose

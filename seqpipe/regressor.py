@@ -11,8 +11,10 @@ from sklearn.metrics import r2_score
 from sklearn.utils._param_validation import StrOptions
 
 from seqpipe._base import SequenceModelBase, feature_stats
+from seqpipe._local_scaling import target_features, window_stats
 from seqpipe._sequences import step_mask
 from seqpipe._targets import (
+    TargetLayout,
     as_matrix,
     check_horizon_targets,
     check_regression_targets,
@@ -76,6 +78,19 @@ class LSTMRegressor(RegressorMixin, SequenceModelBase):
         Clip the global gradient norm to this value.
     scale_X : bool, default=True
         Standardize each input feature (statistics learned in ``fit``).
+    local_scaling : {"standard"} or None, default=None
+        ``"standard"``: standardize each input sequence by its own mean and standard
+        deviation (per feature, over its valid steps) before the network sees it
+        (RevIN-style instance normalization, Kim et al. 2022). The targets are
+        scaled by the same window's statistics and mapped back in ``predict``, so
+        forecasts of a trending series are made in units of its recent window
+        (defined for one input feature, or one target per input feature).
+        Written into exported ONNX files.
+    lr_schedule : {"plateau", "cosine"} or None, default=None
+        Learning-rate schedule (``torch.optim.lr_scheduler``), stepped per epoch:
+        ``"plateau"`` halves the rate after ``max(5, epochs // 20)`` epochs without
+        improvement of the (validation, else training) loss, down to ``lr / 100``;
+        ``"cosine"`` anneals it to 0 over ``epochs``.
     scale_y : bool, default=True
         Standardize the targets for training and undo it in ``predict``, so targets
         like 450 or 4400 need no care from the user.
@@ -99,6 +114,9 @@ class LSTMRegressor(RegressorMixin, SequenceModelBase):
         Epochs run so far.
     best_epoch_ : int or None
         Epoch whose weights were restored by early stopping.
+    local_target_features_ : ndarray of int or None
+        With ``local_scaling``, the input feature whose window statistics scale each
+        target column.
 
     Examples
     --------
@@ -141,6 +159,8 @@ class LSTMRegressor(RegressorMixin, SequenceModelBase):
         patience: int | None = 10,
         clip_grad_norm: float | None = None,
         scale_X: bool = True,
+        local_scaling: str | None = None,
+        lr_schedule: str | None = None,
         scale_y: bool = True,
         random_state: int | np.random.RandomState | None = None,
         device: str = "cpu",
@@ -168,6 +188,8 @@ class LSTMRegressor(RegressorMixin, SequenceModelBase):
         self.patience = patience
         self.clip_grad_norm = clip_grad_norm
         self.scale_X = scale_X
+        self.local_scaling = local_scaling
+        self.lr_schedule = lr_schedule
         self.scale_y = scale_y
         self.random_state = random_state
         self.device = device
@@ -201,12 +223,15 @@ class LSTMRegressor(RegressorMixin, SequenceModelBase):
         else:
             y, layout, mask = check_regression_targets(y, X, lengths)
         self._fit_input_scaling(X)
+        y = y.reshape(*y.shape[: 2 if layout.per_step else 1], -1)
+        self.local_target_features_ = self._local_target_features(X.shape[2], layout)
+        y = self._to_local_units(y, X, layout, inverse=False)
         if self.scale_y:
             mean, scale = feature_stats(as_matrix(y, layout, mask))
         else:
             mean, scale = np.zeros(layout.n_outputs), np.ones(layout.n_outputs)
         self.y_mean_, self.y_scale_ = mean, scale
-        y_scaled = (y.reshape(*y.shape[: 2 if layout.per_step else 1], -1) - mean) / scale
+        y_scaled = (y - mean) / scale
         y_tensor = torch.from_numpy(np.nan_to_num(y_scaled).astype(np.float32))
         self._fit_network(X, lengths, y_tensor, mask, mse_loss, layout)
         return self
@@ -222,7 +247,32 @@ class LSTMRegressor(RegressorMixin, SequenceModelBase):
         """
         X, lengths = self._validate_X(X, reset=False)
         raw = self._forward(X, lengths).astype(np.float64) * self.y_scale_ + self.y_mean_
+        raw = self._to_local_units(raw, X, self.target_layout_, inverse=True)
         return shape_predictions(raw, self.target_layout_, lengths)
+
+    def _local_target_features(self, n_features: int, layout: TargetLayout) -> np.ndarray | None:
+        """Input feature of each target column (``local_scaling``), else None."""
+        if not self.local_scaling:
+            return None
+        steps = 1
+        per_step = layout.n_outputs
+        if layout.kind == "horizon":
+            steps = layout.output_shape[0]
+            per_step = layout.output_shape[1] if len(layout.output_shape) > 1 else 1
+        return np.tile(target_features(n_features, per_step), steps)
+
+    def _to_local_units(
+        self, y: np.ndarray, X: np.ndarray, layout: TargetLayout, *, inverse: bool
+    ) -> np.ndarray:
+        """Targets into (or, ``inverse``, out of) each window's own units."""
+        columns = getattr(self, "local_target_features_", None)
+        if columns is None:
+            return y
+        center, scale = window_stats(X)
+        center, scale = center[:, columns], scale[:, columns]
+        if layout.per_step:
+            center, scale = center[:, None, :], scale[:, None, :]
+        return y * scale + center if inverse else (y - center) / scale
 
     def score(self, X: Any, y: Any, sample_weight: Any = None) -> float:
         """R² of ``predict(X)`` against ``y``; for per-step (3-D) targets, over all

@@ -76,6 +76,8 @@ class LSTMTransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Sequenc
         patience: int | None = 10,
         clip_grad_norm: float | None = None,
         scale_X: bool = True,
+        local_scaling: str | None = None,
+        lr_schedule: str | None = None,
         random_state: int | np.random.RandomState | None = None,
         device: str = "cpu",
         verbose: int = 0,
@@ -102,6 +104,8 @@ class LSTMTransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Sequenc
         self.patience = patience
         self.clip_grad_norm = clip_grad_norm
         self.scale_X = scale_X
+        self.local_scaling = local_scaling
+        self.lr_schedule = lr_schedule
         self.random_state = random_state
         self.device = device
         self.verbose = verbose

@@ -70,8 +70,16 @@ def assemble(
         "ReduceSum", g.op("Cast", [g.op("Not", [padding])], to=TensorProto.INT32), [1, 2]
     )
     own = Affine(est.x_mean_.astype(float), est.x_scale_.astype(float))
-    *explicit, final = fold_steps([*plan.input_steps, own])
-    h = _input_steps(g, x, explicit)
+    local: tuple[str, str] | None = None
+    if getattr(est, "local_scaling", None):
+        # Each window by its own statistics first, so the pipeline's steps cannot be
+        # folded into the estimator's own scaling.
+        h = _input_steps(g, x, fold_steps(list(plan.input_steps)))
+        h, local = _local_scaling(g, h, padding, lengths)
+        final = own
+    else:
+        *explicit, final = fold_steps([*plan.input_steps, own])
+        h = _input_steps(g, x, explicit)
 
     body = est.module_.body
     lowering = lowering_for(est.architecture)
@@ -116,7 +124,7 @@ def assemble(
 
     if isinstance(est, LSTMRegressor):
         raw = _network_output(g, est.module_, sequence, summary)
-        outputs, kind = _regression(g, est, plan.target, raw, padding)
+        outputs, kind = _regression(g, est, plan.target, raw, padding, local)
         task = fmt.TASK_REGRESSION
     elif isinstance(est, LSTMClassifier):
         outputs, kind = _classification(g, est, _network_output(g, est.module_, sequence, summary))
@@ -242,8 +250,57 @@ def _describe(name: str, dtype: str, shape: list[Any], meaning: str) -> dict[str
     return {"name": name, "dtype": dtype, "shape": shape, "meaning": meaning}
 
 
+def _local_scaling(
+    g: GraphBuilder, h: str, padding: str, lengths: str
+) -> tuple[str, tuple[str, str]]:
+    """Each window standardized by its own statistics, in float64 as
+    :func:`seqpipe._local_scaling.window_stats` computes them.
+
+    Returns the scaled float32 input and the ``(center, scale)`` values, each
+    ``(batch, 1, n_features)`` float64, for mapping targets back.
+    """
+    zero = g.const(np.zeros((1, 1, 1)), "zero_f64")
+    one = g.const(np.ones((1, 1, 1)), "one_f64")
+    x = g.op("Cast", [h], to=TensorProto.DOUBLE)
+    count = g.op("Reshape", [g.op("Cast", [lengths], to=TensorProto.DOUBLE), g.ints([-1, 1, 1])])
+    total = g.reduce("ReduceSum", g.op("Where", [padding, zero, x]), [1], 1)
+    center = g.op("Div", [total, count])
+    deviation = g.op("Where", [padding, zero, g.op("Sub", [x, center])])
+    squares = g.reduce("ReduceSum", g.op("Mul", [deviation, deviation]), [1], 1)
+    std = g.op("Sqrt", [g.op("Div", [squares, count])])
+    size = g.op("Abs", [center])
+    fallback = g.op("Where", [g.op("Greater", [size, zero]), size, one])
+    scale = g.op("Where", [g.op("Greater", [std, zero]), std, fallback])
+    scaled = g.op("Div", [g.op("Sub", [x, center]), scale])
+    return g.op("Cast", [scaled], to=TensorProto.FLOAT), (center, scale)
+
+
+def _to_window_units(
+    g: GraphBuilder, y: str, est: LSTMRegressor, local: tuple[str, str], kind: str
+) -> str:
+    """``y * scale + center`` with each target column's window statistics."""
+    columns = np.asarray(est.local_target_features_, dtype=np.int64)
+    if kind == "horizon":
+        columns = columns[: est.target_layout_.output_shape[-1]]  # per step, tiled
+    stats = []
+    for value in local:  # (batch, 1, n_features) -> that of each target column
+        picked = g.op("Gather", [value, g.const(columns, "local_columns")], axis=2)
+        if kind == "single":
+            picked = g.op("Reshape", [picked, g.ints([-1])])
+        elif kind == "vector":
+            picked = g.op("Reshape", [picked, g.ints([0, -1])])
+        stats.append(picked)
+    center, scale = stats
+    return g.op("Add", [g.op("Mul", [y, scale]), center])
+
+
 def _regression(
-    g: GraphBuilder, est: LSTMRegressor, target: TargetInverse | None, raw: str, padding: str
+    g: GraphBuilder,
+    est: LSTMRegressor,
+    target: TargetInverse | None,
+    raw: str,
+    padding: str,
+    local: tuple[str, str] | None = None,
 ) -> tuple[list[dict[str, Any]], str]:
     layout = est.target_layout_
     k = layout.n_outputs
@@ -267,6 +324,8 @@ def _regression(
     }[layout.kind]
     if layout.kind == "horizon":
         y = g.op("Reshape", [y, g.ints([0, *layout.output_shape])])
+    if local is not None:
+        y = _to_window_units(g, y, est, local, layout.kind)
     if target is not None:
         y = _target_inverse(g, y, target)
         if target.unsqueeze and layout.kind == "single":
