@@ -53,6 +53,10 @@ class BodyConfig:
     options : Mapping
         Architecture-specific options, passed through from the estimator's
         ``architecture_options``.
+    max_timesteps : int or None
+        The longest training sequence (the padded training array's time axis);
+        bodies that need a fixed length read it. ``None`` when unknown (a body
+        built outside ``fit``).
     """
 
     input_size: int
@@ -63,6 +67,7 @@ class BodyConfig:
     activation: str | None = "tanh"
     recurrent_activation: str | None = "sigmoid"
     options: Mapping[str, Any] = field(default_factory=dict)
+    max_timesteps: int | None = None
 
     @property
     def num_directions(self) -> int:
