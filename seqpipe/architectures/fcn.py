@@ -45,7 +45,7 @@ option                 default               what it does
                                              accepted (the LSTM's input size); ``None``:
                                              the longest training sequence
 ``lstm_dropout``       ``0.8``               dropout on the recurrent branch's output
-                                             (training only)
+                                             (training only; one mask per sequence)
 ``recurrent``          ``"lstm"``            ``"lstm"`` or ``"gru"`` (GRU-FCN)
 ``squeeze_excitation`` ``False`` / ``True``  SE block after every conv block but the last
                                              (default on for ``mlstm_fcn`` only)
@@ -274,7 +274,9 @@ class ConvBlock(nn.Module):
         # the right (as the ONNX Conv's pads); spelled out, torch does not warn about
         # the padded copy it makes either way.
         self.padding = ((kernel - 1) // 2, kernel - 1 - (kernel - 1) // 2)
-        self.conv = nn.Conv1d(channels_in, channels, kernel)
+        # No bias: BatchNorm subtracts it again. With it, its true gradient is 0 and Adam
+        # turns rounding noise into full-size steps that move the running mean.
+        self.conv = nn.Conv1d(channels_in, channels, kernel, bias=False)
         nn.init.kaiming_uniform_(self.conv.weight, nonlinearity="relu")  # the paper's he_uniform
         self.norm = MaskedBatchNorm1d(channels)
         self.se = None if se is None else SqueezeExcitation(channels, se)
@@ -345,7 +347,7 @@ class FCNBody(nn.Module):
             options={},
         )
         self.recurrent = TorchRecurrentBody(options.recurrent, recurrent_config)
-        self.recurrent_dropout = nn.Dropout(options.lstm_dropout)
+        self.lstm_dropout = options.lstm_dropout
         self.output_size = int(self.recurrent.output_size + options.filters[-1])
 
     def forward(
@@ -362,11 +364,17 @@ class FCNBody(nn.Module):
             h = block(h, mask, lengths)
         pooled = masked_mean(h, lengths)
         if self.dimension_shuffle:
-            summary = self.recurrent_dropout(self._shuffled_summary(x, lengths))
+            summary = self._shuffled_summary(x, lengths)
             steps = summary.unsqueeze(1).expand(-1, time, -1)
         else:
             steps, summary = self.recurrent(x, lengths)
-            steps, summary = self.recurrent_dropout(steps), self.recurrent_dropout(summary)
+        if self.training and self.lstm_dropout > 0:
+            # One mask per sequence, shared by every step and the summary: the summary
+            # drops the units its steps drop, and the random draw does not depend on
+            # the padded length (so padding cannot change training).
+            keep = torch.full_like(summary, 1.0 - self.lstm_dropout).bernoulli_()
+            keep = keep / (1.0 - self.lstm_dropout)
+            steps, summary = steps * keep.unsqueeze(1), summary * keep
         return torch.cat([steps, h.transpose(1, 2)], dim=2), torch.cat([summary, pooled], dim=1)
 
     def _shuffled_summary(self, x: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tensor:

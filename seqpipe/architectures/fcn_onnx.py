@@ -137,7 +137,8 @@ def folded_conv(block: Any) -> tuple[np.ndarray, np.ndarray]:
 
     scale = array(norm.weight) / np.sqrt(array(norm.running_var) + norm.eps)
     weight = array(conv.weight) * scale[:, None, None]
-    bias = (array(conv.bias) - array(norm.running_mean)) * scale + array(norm.bias)
+    conv_bias = 0.0 if conv.bias is None else array(conv.bias)
+    bias = (conv_bias - array(norm.running_mean)) * scale + array(norm.bias)
     return weight.astype(np.float32), bias.astype(np.float32)
 
 
