@@ -141,12 +141,12 @@ class SequenceModelBase(BaseEstimator):
         return None if lengths is None else torch.from_numpy(lengths)
 
     # --- building ----------------------------------------------------------------
-    def _body_config(self, input_size: int) -> BodyConfig:
-        return BodyConfig.from_params(self.get_params(deep=False), input_size)
+    def _body_config(self, input_size: int, max_timesteps: int | None = None) -> BodyConfig:
+        return BodyConfig.from_params(self.get_params(deep=False), input_size, max_timesteps)
 
     def _build_module(self, layout: TargetLayout) -> torch.nn.Module:
         spec = get_architecture(self.architecture)
-        body = spec.build(self._body_config(self.n_features_in_))
+        body = spec.build(self._body_config(self.n_features_in_, self.max_timesteps_))
         if not isinstance(getattr(body, "output_size", None), numbers.Integral):
             raise TypeError(
                 f"architecture {self.architecture!r} built {type(body).__name__} without an "
@@ -200,6 +200,8 @@ class SequenceModelBase(BaseEstimator):
         with torch.random.fork_rng(devices=devices):
             torch.manual_seed(seed)
             if not reuse:
+                # Kept, so a warm start or a rebuild sees the same length as the first fit.
+                self.max_timesteps_ = int(X.shape[1])
                 self.module_ = self._build_module(layout).to(self.device_)
                 self.history_ = []
             if not reuse or not hasattr(self, "optimizer_"):  # pickles from a GPU drop it

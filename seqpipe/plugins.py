@@ -35,6 +35,7 @@ DISABLE_ENV_VAR = "SEQPIPE_DISABLE_PLUGINS"
 BUILTIN_PLUGINS: tuple[str, ...] = (
     "seqpipe.architectures.torch_rnn",
     "seqpipe.architectures.lstm_variants",
+    "seqpipe.architectures.fcn",
 )
 
 

@@ -192,13 +192,23 @@ def _where(name: str, params: Mapping[str, Any]) -> str:
     return f"architecture {name!r} with {{{extras}}}"
 
 
-def _body_config(name: str, params: Mapping[str, Any], input_size: int) -> BodyConfig:
+def _body_config(
+    name: str, params: Mapping[str, Any], input_size: int, max_timesteps: int | None = None
+) -> BodyConfig:
     """The BodyConfig an estimator with ``params`` passes to ``build``.
 
-    Built by the same public constructor ``fit`` uses, so the kit cannot drift from it.
+    Built by the same public constructor ``fit`` uses, so the kit cannot drift from
+    it; ``max_timesteps`` is the training length ``fit`` would pass.
     """
     estimator = _estimator(LSTMRegressor, name, params)
-    return BodyConfig.from_params(estimator.get_params(), input_size)
+    return BodyConfig.from_params(estimator.get_params(), input_size, max_timesteps)
+
+
+def _within_bound(model: Any, lengths: Iterable[int]) -> list[int]:
+    """``lengths`` capped at the fitted body's ``max_timesteps``: a body that needs a
+    fixed length (``None`` = unbounded) refuses longer sequences by design."""
+    bound = getattr(model.module_.body, "max_timesteps", None)
+    return [int(t) if bound is None else min(int(t), int(bound)) for t in lengths]
 
 
 def _assert_close(actual: Any, expected: Any, rtol: float, what: str) -> None:
@@ -250,10 +260,11 @@ def check_body_contract(name: str, params: Mapping[str, Any]) -> None:
     full lengths, each sequence of a zero-padded ragged batch equal to the sequence
     alone (per-step output at valid steps, and summary), the summary's definition
     (last valid step; for bidirectional bodies the forward half there and the
-    backward half at step 0), and that gradients reach every parameter.
+    backward half at step 0; not for a body with ``pooled_summary = True``, whose
+    summary pools every valid step), and that gradients reach every parameter.
     """
     where = _where(name, params)
-    config = _body_config(name, params, input_size=3)
+    config = _body_config(name, params, input_size=3, max_timesteps=7)
     # A forked, seeded RNG: reproducible weights and dropout, caller's state untouched.
     with torch.random.fork_rng():
         torch.manual_seed(0)
@@ -301,6 +312,8 @@ def _check_body(body: Any, config: BodyConfig, where: str) -> None:
             label = f"{where}: sequence {i} (length {length}) in a ragged batch vs alone"
             _assert_close(sequence[i, :length], alone_seq[0], 1e-5, label + " (per step)")
             _assert_close(summary[i], alone_summary[0], 1e-5, label + " (summary)")
+            if getattr(body, "pooled_summary", False):
+                continue  # the summary pools every valid step; no single step holds it
             if config.bidirectional:
                 expected = torch.cat([sequence[i, length - 1, :half], sequence[i, 0, half:]])
                 rule = "forward half at the last valid step + backward half at step 0"
@@ -323,7 +336,7 @@ def _fit_and_check_output(
     if out.dtype.kind == "f":
         assert np.isfinite(out).all(), f"{where}: non-finite outputs"
     # Sequences may be shorter or longer at predict time than at fit time.
-    for time in (2, X.shape[1] + 4):
+    for time in _within_bound(model, (2, X.shape[1] + 4)):
         other = _data(1, 3, time, X.shape[2])
         got = model.transform(other) if isinstance(model, LSTMTransformer) else model.predict(other)
         assert got.shape[0] == 3, f"{where}: predicting sequences of length {time} failed"
@@ -391,7 +404,8 @@ def check_ragged_batch_matches_alone(name: str, params: Mapping[str, Any]) -> No
     X = _data(n=12, time=6)
     model = _estimator(LSTMRegressor, name, params).fit(X, X[:, -1, 0])
     rng = np.random.default_rng(2)
-    sequences = [rng.normal(size=(length, 2)) for length in (6, 2, 9, 1, 4)]
+    lengths = _within_bound(model, (6, 2, 9, 1, 4))
+    sequences = [rng.normal(size=(length, 2)) for length in lengths]
     together = model.predict(sequences)
     alone = np.array([model.predict(seq[None])[0] for seq in sequences])
     _assert_close(together, alone, 1e-5, f"{_where(name, params)}: ragged batch vs alone")
@@ -534,19 +548,25 @@ def check_onnx_parity(name: str, params: Mapping[str, Any]) -> None:
         (LSTMClassifier, labels),
         (LSTMTransformer, None),
     ]
-    rng = np.random.default_rng(3)
-    inputs = [
-        (f"batch {n}, length {t}", rng.normal(size=(n, t, 2)))
-        for n in ONNX_BATCH_SIZES
-        for t in ONNX_LENGTHS
-    ]
-    ragged = rng.normal(size=(4, 9, 2))
-    for i, length in enumerate((9, 1, 5, 3)):
-        ragged[i, length:] = np.nan
-    inputs.append(("ragged batch of lengths 9, 1, 5, 3", ragged))
+
+    def make_inputs(model: Any) -> list[tuple[str, np.ndarray]]:
+        rng = np.random.default_rng(3)
+        inputs = [
+            (f"batch {n}, length {t}", rng.normal(size=(n, t, 2)))
+            for n in ONNX_BATCH_SIZES
+            for t in dict.fromkeys(_within_bound(model, ONNX_LENGTHS))
+        ]
+        ragged_lengths = _within_bound(model, (9, 1, 5, 3))
+        ragged = rng.normal(size=(4, max(ragged_lengths), 2))
+        for i, length in enumerate(ragged_lengths):
+            ragged[i, length:] = np.nan
+        inputs.append((f"ragged batch of lengths {ragged_lengths}", ragged))
+        return inputs
+
     with tempfile.TemporaryDirectory() as folder:
         for index, (cls, y) in enumerate(cases):
             model = _estimator(cls, name, params).fit(X, y)
+            inputs = make_inputs(model)
             # The exporter verifies too; at the kit's shapes rather than its defaults
             # (up to length 120), which would double the time for no extra coverage.
             path = export(

@@ -15,7 +15,9 @@ and returns ``(sequence_output, summary)``:
 * ``summary``: ``(batch, output_size)``, one vector per sequence that sees exactly
   its valid steps: the last valid step's output for a causal body; for a
   bidirectional one the forward direction at the last valid step concatenated with
-  the backward direction at step 0.
+  the backward direction at step 0; for a body that pools over time (it sets the
+  attribute ``pooled_summary = True``, e.g. ``lstm_fcn``) an encoding of exactly its
+  valid steps that no single step of ``sequence_output`` holds.
 
 Padding must not change any sequence's result: a sequence predicted inside a
 ragged batch gives the same numbers as the sequence predicted alone.
@@ -245,6 +247,10 @@ class BodyConfig:
         Architecture-specific options, passed through from the estimator's
         ``architecture_options``; check them with
         :func:`seqpipe.architectures.check_options`.
+    max_timesteps : int or None
+        The longest training sequence (the padded training array's time axis);
+        bodies that need a fixed length read it. ``None`` when unknown (a body
+        built outside ``fit``).
     """
 
     input_size: int
@@ -255,13 +261,16 @@ class BodyConfig:
     activation: str | None = "tanh"
     recurrent_activation: str | None = "sigmoid"
     options: Mapping[str, Any] = field(default_factory=dict)
+    max_timesteps: int | None = None
 
     @property
     def num_directions(self) -> int:
         return 2 if self.bidirectional else 1
 
     @classmethod
-    def from_params(cls, params: Mapping[str, Any], input_size: int) -> BodyConfig:
+    def from_params(
+        cls, params: Mapping[str, Any], input_size: int, max_timesteps: int | None = None
+    ) -> BodyConfig:
         """The config an estimator with ``params`` (its ``get_params()``) builds.
 
         Examples
@@ -279,6 +288,7 @@ class BodyConfig:
             activation=params["activation"],
             recurrent_activation=params["recurrent_activation"],
             options=dict(params.get("architecture_options") or {}),
+            max_timesteps=max_timesteps,
         )
 
 

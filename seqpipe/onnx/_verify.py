@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -42,6 +42,18 @@ def raw_input_scale(plan: ExportPlan) -> tuple[np.ndarray, np.ndarray]:
             total = total.then(step)
     total = total.then(Affine(est.x_mean_.astype(float), est.x_scale_.astype(float)))
     return total.center, total.scale
+
+
+def bounded_lengths(plan: ExportPlan, lengths: Sequence[int]) -> tuple[int, ...]:
+    """``lengths`` capped at the body's ``max_timesteps``, where it has one.
+
+    A body that needs a fixed length (``lstm_fcn``'s dimension shuffle) refuses
+    longer sequences by design, so verification checks up to that length.
+    """
+    bound = getattr(getattr(plan.estimator.module_, "body", None), "max_timesteps", None)
+    if bound is None:
+        return tuple(lengths)
+    return tuple(dict.fromkeys(min(int(t), int(bound)) for t in lengths))
 
 
 def make_inputs(plan: ExportPlan, settings: VerifySettings) -> list[tuple[str, np.ndarray]]:
@@ -142,6 +154,7 @@ def _run(method: Any, X: np.ndarray) -> np.ndarray:
 
 def verify(plan: ExportPlan, runtime_model: Any, settings: VerifySettings) -> dict[str, Any]:
     """Run every case; returns a summary for the metadata or raises VerificationError."""
+    settings = replace(settings, lengths=bounded_lengths(plan, settings.lengths))
     worst = 0.0
     with _one_torch_thread():
         for label, X in make_inputs(plan, settings):
