@@ -26,7 +26,6 @@ __all__ = [
     "LAYOUTS",
     "SequenceBatch",
     "check_padding",
-    "valid_lengths",
     "validate_sequences",
 ]
 
@@ -164,40 +163,24 @@ def validate_sequences(
             f"feature, but {n_features} features per time step are expected; pass a 3-D "
             f"array (n_samples, n_timesteps, {n_features})."
         )
-    data = _convert(source[:, :, None] if one_feature else source, dtype, copy, writeable)
-    return SequenceBatch(data, valid_lengths(data), one_feature)
+    source = source[:, :, None] if one_feature else source
+    if _narrows(source, dtype):
+        with np.errstate(over="ignore", invalid="ignore"):
+            data, narrowed_from = _cast(source, dtype, copy, writeable)
+    else:
+        data, narrowed_from = _cast(source, dtype, copy, writeable)
+    return SequenceBatch(data, _check_values(data, narrowed_from), one_feature)
 
 
-def valid_lengths(X: np.ndarray, *, first_sample: int = 0) -> np.ndarray | None:
-    """Valid steps per sequence of a float ``(n, T, F)`` array, checking the NaN rule.
-
-    A quick finiteness test first, so data without NaN costs one dot product.
-
-    Parameters
-    ----------
-    X : ndarray of shape (n_samples, n_timesteps, n_features)
-        Float sequences, padding as NaN.
-    first_sample : int, default=0
-        Index of ``X[0]`` in the caller's data, for the messages.
-
-    Returns
-    -------
-    lengths : ndarray of int64 or None
-        Valid steps per sequence, or None when no sequence is padded.
-    """
-    if _finite(X):
-        return None
-    return check_padding(X, first_sample=first_sample)
-
-
-def check_padding(X: np.ndarray, *, first_sample: int = 0) -> np.ndarray | None:
+def check_padding(X: np.ndarray, *, first_sample: int = 0) -> None:
     """Raise unless every non-finite value of ``X`` is NaN in whole trailing steps.
 
-    The full check without :func:`valid_lengths`' quick test, for callers that
-    have just run one. The first sample with a problem is reported (its first
+    The full check, for callers whose quick finiteness test (one dot product)
+    came out non-finite: NaN, inf, or overflow from huge finite values, which
+    passes here. The first sample with a problem is reported (its first
     infinity, else NaN in only some features, else no data at all, else an
-    all-NaN step before data), so checking list items one at a time gives the
-    same message as checking them padded into one array.
+    all-NaN step before data), so a list checked item by item reads the same as
+    the padded array.
 
     Parameters
     ----------
@@ -205,52 +188,64 @@ def check_padding(X: np.ndarray, *, first_sample: int = 0) -> np.ndarray | None:
         Float sequences, padding as NaN.
     first_sample : int, default=0
         Index of ``X[0]`` in the caller's data, for the messages.
-
-    Returns
-    -------
-    lengths : ndarray of int64 or None
-        Valid steps per sequence, or None when no sequence is padded.
     """
+    _padding(X, first_sample)
+
+
+def _padding(X: np.ndarray, first_sample: int) -> np.ndarray:
+    """The ``(n, T)`` padding mask of ``X``, after checking the NaN rule."""
     nan = np.isnan(X)
-    inf = np.isinf(X)
     padding = nan.all(axis=2)
+    # Valid padded data, the common case here, is settled with a few cheap passes:
+    # no step partly NaN, no padding step followed by data, no sequence starting with
+    # padding (with no gap, that is an all-NaN one), no inf. Finding the first bad
+    # sample is left to _raise_first.
+    if (
+        (nan.any(axis=2) != padding).any()
+        or (padding[:, :-1] > padding[:, 1:]).any()
+        or padding[:, 0].any()
+        or np.isinf(X).any()
+    ):
+        _raise_first(X, nan, padding, first_sample)
+    return padding
+
+
+def _raise_first(X: np.ndarray, nan: np.ndarray, padding: np.ndarray, first_sample: int) -> None:
+    inf = np.isinf(X)
     n_steps = X.shape[1]
-    # A sequence's length ends after its last step holding any data.
+    # A sequence's length ends after its last step holding any data (n_steps for one
+    # without any, which is reported as empty before its gap could be).
     lengths = n_steps - np.argmax(~padding[:, ::-1], axis=1)
-    empty = padding.all(axis=1)
     partial = nan.any(axis=2) & ~padding
     gap = padding & (np.arange(n_steps) < lengths[:, None])
-    bad = inf.any(axis=(1, 2)) | partial.any(axis=1) | gap.any(axis=1) | empty
-    if bad.any():
-        i = int(np.argmax(bad))
-        sample = first_sample + i
-        if inf[i].any():
-            step, feature = np.argwhere(inf[i])[0]
-            raise ValueError(
-                f"X contains infinity at sample {sample}, step {step}, feature {feature}; "
-                f"only finite values are allowed, and {_PADDING_RULE}."
-            )
-        if partial[i].any():
-            step = int(np.argmax(partial[i]))
-            feature = int(np.argmax(nan[i, step]))
-            raise ValueError(
-                f"X contains NaN in only some features at sample {sample}, step {step} "
-                f"(feature {feature} is NaN); {_PADDING_RULE}. Fill missing values first, "
-                "e.g. by interpolation."
-            )
-        if empty[i]:
-            raise ValueError(
-                f"X contains NaN everywhere in sample {sample}: every sequence needs at "
-                "least one time step with data; drop or fill it."
-            )
-        step = int(np.argmax(gap[i]))
+    empty = padding.all(axis=1)
+    bad = inf.any(axis=(1, 2)) | partial.any(axis=1) | gap.any(axis=1)
+    i = int(np.argmax(bad))
+    sample = first_sample + i
+    if inf[i].any():
+        step, feature = np.argwhere(inf[i])[0]
         raise ValueError(
-            f"X contains NaN inside sample {sample}: step {step} is all NaN but later steps "
-            f"hold data; {_PADDING_RULE}. Fill gaps first, e.g. by interpolation."
+            f"X contains infinity at sample {sample}, step {step}, feature {feature}; "
+            f"only finite values are allowed, and {_PADDING_RULE}."
         )
-    if not (lengths < n_steps).any():
-        return None  # no NaN: huge finite values made the quick test overflow
-    return lengths.astype(np.int64)
+    if partial[i].any():
+        step = int(np.argmax(partial[i]))
+        feature = int(np.argmax(nan[i, step]))
+        raise ValueError(
+            f"X contains NaN in only some features at sample {sample}, step {step} "
+            f"(feature {feature} is NaN); {_PADDING_RULE}. Fill missing values first, "
+            "e.g. by interpolation."
+        )
+    if empty[i]:
+        raise ValueError(
+            f"X contains NaN everywhere in sample {sample}: every sequence needs at "
+            "least one time step with data; drop or fill it."
+        )
+    step = int(np.argmax(gap[i]))
+    raise ValueError(
+        f"X contains NaN inside sample {sample}: step {step} is all NaN but later steps "
+        f"hold data; {_PADDING_RULE}. Fill gaps first, e.g. by interpolation."
+    )
 
 
 # --- helpers -----------------------------------------------------------------------
@@ -321,15 +316,15 @@ def _target_dtype(source: np.dtype, dtype: DTypes) -> np.dtype:
     return np.dtype(dtype)
 
 
-def _convert(
-    array: np.ndarray,
-    dtype: DTypes,
-    copy: bool,
-    writeable: bool,
-    first_sample: int = 0,
-    where: str = "X",
-) -> np.ndarray:
-    """A ``(n, T, F)`` numeric or object array as ``dtype``; overflow is an error."""
+def _cast(
+    array: np.ndarray, dtype: DTypes, copy: bool, writeable: bool, where: str = "X"
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """``array`` as ``dtype``, and the float source when the cast may have overflowed.
+
+    Callers run this under ``np.errstate(over="ignore")`` where it may narrow:
+    numpy would warn about an overflowing cast, which :func:`_check_values` turns
+    into an error that says where.
+    """
     source = array
     if source.dtype.kind == "O":
         try:
@@ -340,18 +335,41 @@ def _convert(
                 f"{where} must hold numbers, but could not be converted to float: {exc}"
             ) from None
     target = _target_dtype(source.dtype, dtype)
-    # numpy warns when a cast overflows; the check below raises instead.
-    with np.errstate(over="ignore", invalid="ignore"):
-        out = source.astype(target, copy=False)
-    if out is not source and source.dtype.kind == "f" and not _finite(out):
-        _check_overflow(source, out, first_sample)
+    out = source.astype(target, copy=False)
     if (copy and np.may_share_memory(out, array)) or (writeable and not out.flags.writeable):
         out = out.copy()
-    return out
+    narrowed = source.dtype.kind == "f" and target.itemsize < source.dtype.itemsize
+    return out, source if narrowed else None
+
+
+def _narrows(array: np.ndarray, dtype: DTypes) -> bool:
+    kind = array.dtype.kind
+    return kind == "O" or (
+        kind == "f" and _target_dtype(array.dtype, dtype).itemsize < array.dtype.itemsize
+    )
+
+
+def _check_values(
+    out: np.ndarray, narrowed_from: np.ndarray | None, first_sample: int = 0
+) -> np.ndarray | None:
+    """Valid lengths of a cast ``(n, T, F)`` batch, raising on overflow, inf and bad NaN."""
+    # Most data has no NaN: then one dot product is the whole check.
+    if _finite(out):
+        return None
+    if narrowed_from is not None:
+        _check_overflow(narrowed_from, out, first_sample)
+    n_steps = out.shape[1]
+    lengths = n_steps - _padding(out, first_sample).sum(axis=1)
+    if not (lengths < n_steps).any():
+        return None  # no NaN: huge finite values made the quick test overflow
+    return lengths.astype(np.int64)
 
 
 def _check_overflow(source: np.ndarray, out: np.ndarray, first_sample: int) -> None:
-    overflow = np.isinf(out) & np.isfinite(source)
+    inf = np.isinf(out)
+    if not inf.any():  # NaN padding made the quick test fail, not an overflow
+        return
+    overflow = inf & np.isfinite(source)
     if overflow.any():
         i, step, feature = np.argwhere(overflow)[0]
         raise ValueError(
@@ -406,14 +424,19 @@ def _validate_list(
             f"X is a list of 1-D sequences, which means one feature, but {n_features} "
             f"features per time step are expected; pass (n_timesteps, {n_features}) arrays."
         )
-    # Each item goes through as a batch of one, (1, T_i, F), so overflow positions name
-    # its sample, step and feature as they would in the padded array.
-    converted = [
-        _convert(
-            a[None, :, None] if one_feature else a[None], dtype, copy, writeable, i, f"X[{i}]"
-        )[0]
-        for i, a in enumerate(items)
-    ]
+    # Items are cast as batches of one, (1, T_i, F), so messages name the sample, step
+    # and feature as they would in the padded array.
+    with np.errstate(over="ignore", invalid="ignore"):
+        casts = [
+            _cast(a[None, :, None] if one_feature else a[None], dtype, copy, writeable, f"X[{i}]")
+            for i, a in enumerate(items)
+        ]
+    # Overflow anywhere first, then the first sequence breaking the NaN rule: the order
+    # an array gets, and the same whether the list is padded or kept.
+    for i, (out, narrowed_from) in enumerate(casts):
+        if narrowed_from is not None and not _finite(out):
+            _check_overflow(narrowed_from, out, i)
+    converted = [out[0] for out, _ in casts]
     if keep_list:
         lengths = [_item_length(a, i) for i, a in enumerate(converted)]
         return SequenceBatch(converted, np.asarray(lengths, dtype=np.int64), one_feature)
@@ -424,9 +447,9 @@ def _validate_list(
     )
     for i, a in enumerate(converted):
         padded[i, : a.shape[0]] = a
-    return SequenceBatch(padded, valid_lengths(padded), one_feature)
+    return SequenceBatch(padded, _check_values(padded, None), one_feature)
 
 
 def _item_length(item: np.ndarray, index: int) -> int:
-    valid = valid_lengths(item[None], first_sample=index)
+    valid = _check_values(item[None], None, first_sample=index)
     return item.shape[0] if valid is None else int(valid[0])
