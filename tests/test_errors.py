@@ -18,21 +18,29 @@ def fitted(rng):
 
 
 @pytest.mark.parametrize(
-    ("X", "match"),
+    ("X", "error", "match"),
     [
-        (np.zeros(5), "1 dimension.*Reshape your data"),
-        (np.zeros((2, 3, 4, 5)), "4 dimension.*expected a 3-D array"),
-        (np.zeros((0, 4, 2)), "0 sample"),
-        (np.zeros((3, 0, 2)), "0 feature"),
-        (np.array([[[np.nan, 1.0], [1.0, 1.0]]]), "NaN inside sample 0 \\(step 0"),
-        (np.array([[[1.0, 1.0], [np.nan, np.nan], [1.0, 1.0]]]), "NaN inside sample 0 \\(step 1"),
-        (np.array([[[np.inf, 1.0]]]), "infinity"),
-        (np.full((1, 3, 2), np.nan), "no data"),
-        (np.array([["a", "b"]]), "must be numeric"),
+        (np.zeros(5), ValueError, "1 dimension.*Reshape your data"),
+        (np.zeros((2, 3, 4, 5)), ValueError, "4 dimensions.*expected a 3-D array"),
+        (np.zeros((0, 4, 2)), ValueError, "0 sample"),
+        (np.zeros((3, 0, 2)), ValueError, "0 time step"),
+        (
+            np.array([[[np.nan, 1.0], [1.0, 1.0]]]),
+            ValueError,
+            "NaN in only some features at sample 0, step 0",
+        ),
+        (
+            np.array([[[1.0, 1.0], [np.nan, np.nan], [1.0, 1.0]]]),
+            ValueError,
+            "NaN inside sample 0: step 1",
+        ),
+        (np.array([[[np.inf, 1.0]]]), ValueError, "infinity at sample 0, step 0, feature 0"),
+        (np.full((1, 3, 2), np.nan), ValueError, "NaN everywhere in sample 0"),
+        (np.array([["a", "b"]]), TypeError, "must hold numbers"),
     ],
 )
-def test_bad_X(X, match):
-    with pytest.raises(ValueError, match=match):
+def test_bad_X(X, error, match):
+    with pytest.raises(error, match=match):
         LSTMRegressor(**FAST).fit(X, np.zeros(len(X)))
 
 

@@ -247,29 +247,30 @@ EST_IDS = ["SequenceScaler", "FeatureWiseTransformer"]
 @pytest.mark.parametrize(
     ("X", "match"),
     [
-        (np.arange(5.0), r"expects 3-D .*got an array of shape \(5,\)\. Reshape your data"),
-        (np.zeros((2, 3, 4, 5)), r"expects 3-D .*got an array of shape \(2, 3, 4, 5\)"),
+        (np.arange(5.0), r"shape \(5,\); expected a 3-D array .*\. Reshape your data"),
+        (np.zeros((2, 3, 4, 5)), r"shape \(2, 3, 4, 5\); expected a 3-D array"),
         (np.zeros((0, 4, 2)), r"Found array with 0 sample\(s\)"),
         (np.zeros((3, 0)), r"0 feature\(s\) .*2-D X is \(n_samples, n_timesteps\)"),
-        (np.zeros((3, 0, 2)), "X has 0 time steps"),
+        (np.zeros((3, 0, 2)), r"0 time step\(s\) \(shape=\(3, 0, 2\)\)"),
         ([], "empty list"),
-        (np.array([[[1.0, np.inf]]]), "X at sample 0, time step 0, feature 1 contains infinity"),
+        (np.array([[[1.0, np.inf]]]), "X contains infinity at sample 0, step 0, feature 1"),
         (
             np.array([[[1.0, 2.0], [np.nan, 3.0]]]),
-            "X at sample 0, time step 1 has NaN in only some features",
+            "X contains NaN in only some features at sample 0, step 1",
         ),
         (
             np.array([[[1.0], [np.nan], [2.0]]]),
-            "X at sample 0, time step 1 is an all-NaN time step followed by valid data",
+            "X contains NaN inside sample 0: step 1 is all NaN but later steps hold data",
         ),
-        (np.array([[[1.0], [2.0]], [[np.nan], [np.nan]]]), "X sample 1 is all NaN padding"),
+        (np.array([[[1.0], [2.0]], [[np.nan], [np.nan]]]), "X contains NaN everywhere in sample 1"),
         ([np.zeros((3, 2)), np.zeros((2, 3))], r"X\[1\] has 3 features but X\[0\] has 2"),
         ([np.zeros((3, 2)), np.zeros(2)], r"X\[1\] is 1-D but X\[0\] is 2-D"),
         ([np.zeros((3, 2)), np.zeros((0, 2))], r"X\[1\] has 0 time steps"),
-        ([np.zeros((3, 2)), np.zeros((1, 2, 2))], r"sequence X\[1\] has shape \(1, 2, 2\)"),
+        ([np.zeros((3, 2)), np.zeros((1, 2, 2))], r"Sequence X\[1\] has shape \(1, 2, 2\)"),
         (
             [np.zeros((3, 1)), np.array([[1.0], [np.nan], [2.0]])],
-            r"Sequence X\[1\] at time step 1 is an all-NaN time step followed by valid data",
+            # A list item is reported as its sample, as in the padded array.
+            "X contains NaN inside sample 1: step 1 is all NaN",
         ),
     ],
     ids=[
@@ -303,7 +304,7 @@ def test_feature_count_mismatch_message(estimator, method):
     msg = f"X has 3 features, but {type(est).__name__} is expecting 2 features as input."
     with pytest.raises(ValueError, match=re.escape(msg)):
         getattr(est, method)(_data(f=3))
-    with pytest.raises(ValueError, match="X has 1 features"):
+    with pytest.raises(ValueError, match=r"X is 2-D .* one feature, but 2 features per time"):
         getattr(est, method)(_data(f=1)[..., 0])
 
 

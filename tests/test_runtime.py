@@ -127,21 +127,22 @@ def test_transform_keeps_the_estimators_dtype_rule(data, tmp_path):
 
 BAD_INPUTS = {
     "wrong feature count": (np.zeros((2, 4, 3)), ValueError, "3 features per time step.*expects 2"),
-    "2-D for 2 features": (np.zeros((2, 4)), ValueError, "2-D .* one feature.*expects 2"),
+    "2-D for 2 features": (np.zeros((2, 4)), ValueError, "2-D .* one feature, but 2 features"),
     "1-D": (np.zeros(4), ValueError, "1 dimension"),
     "4-D": (np.zeros((1, 2, 3, 2)), ValueError, "4 dimension"),
     "strings": (np.full((1, 3, 2), "a"), TypeError, "must hold numbers"),
-    "objects": (np.array([[[None, 1.0]]], dtype=object), TypeError, "must hold numbers"),
+    "objects": (np.array([[[{}, 1.0]]], dtype=object), TypeError, "must hold numbers"),
+    # None in an object array is a missing value (NaN), as in scikit-learn and pandas.
+    "None": (np.array([[[None, 1.0]]], dtype=object), ValueError, "only some features"),
     "empty": (np.zeros((0, 3, 2)), ValueError, "at least 1 sequence"),
     "inf": (np.array([[[1.0, np.inf]]]), ValueError, "infinity"),
-    "overflow": (np.array([[[1e300, 1.0]]]), ValueError, "infinity .*float32"),
+    "overflow": (np.array([[[1e300, 1.0]]]), ValueError, "too large for float32.*infinity"),
     "NaN in one feature": (np.array([[[1.0, np.nan]]]), ValueError, "only some features"),
     "NaN gap": (np.array([[[np.nan] * 2, [1.0, 2.0]]]), ValueError, "inside sample 0"),
     "all NaN": (np.full((1, 2, 2), np.nan), ValueError, "NaN everywhere"),
 }
 
 
-@pytest.mark.filterwarnings("ignore:overflow encountered in cast")
 @pytest.mark.parametrize("case", sorted(BAD_INPUTS))
 def test_bad_input_is_a_clear_error(regressor, case):
     X, error, message = BAD_INPUTS[case]

@@ -1,9 +1,10 @@
-"""Per-feature standardization of sequence batches, and the batch validation it shares.
+"""Per-feature standardization of sequence batches, and the batch handling it shares.
 
 scikit-learn's own scalers reject 3-D input, so users of sequence models end up
 writing ``X.reshape(-1, F)`` by hand, usually forgetting that NaN padding must not
-reach the statistics. The helpers here do that validation once for every
-sequence-aware transformer in :mod:`seqpipe.preprocessing`.
+reach the statistics. The helpers here validate (through the package-wide
+:mod:`seqpipe._sequence_rules`) and reshape once for every sequence-aware
+transformer in :mod:`seqpipe.preprocessing`.
 """
 
 from __future__ import annotations
@@ -14,13 +15,9 @@ from typing import Any
 
 import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
-from sklearn.utils.validation import FLOAT_DTYPES, check_array, check_is_fitted
+from sklearn.utils.validation import FLOAT_DTYPES, check_is_fitted
 
-_EXPECTED = (
-    "3-D (n_samples, n_timesteps, n_features), 2-D (n_samples, n_timesteps) with a "
-    "single feature, or a list of 1-D (n_timesteps,) or 2-D (n_timesteps, n_features) "
-    "sequences"
-)
+from seqpipe._sequence_rules import validate_sequences
 
 
 @dataclass
@@ -94,74 +91,6 @@ class _Batch:
         return out[..., 0]
 
 
-def _is_sequence_list(X: Any) -> bool:
-    """Whether ``X`` is a list of separate sequences rather than one nested array.
-
-    A list of arrays is always a batch of sequences; a nested list of numbers is
-    only one when its rows differ in length (otherwise it is a plain 2-D array).
-    """
-    if not isinstance(X, (list, tuple)) or len(X) == 0:
-        return False
-    if all(getattr(item, "ndim", 0) >= 1 for item in X):
-        return True
-    try:
-        return len({len(item) for item in X}) > 1
-    except TypeError:
-        return False
-
-
-def _valid_lengths(data: np.ndarray, list_index: int | None = None) -> np.ndarray | None:
-    """Valid steps per sequence of a ``(n, T, F)`` array; None when nothing is padded.
-
-    Raises if ``data`` has inf, or NaN anywhere other than whole trailing steps.
-    ``list_index`` names the list item ``data`` came from, for the messages.
-    """
-    total = np.sum(data, dtype=np.float64)
-    if np.isfinite(total):
-        return None
-
-    def where(i: int, t: int | None = None) -> str:
-        if list_index is not None:
-            subject = f"Sequence X[{list_index}]"
-            return subject if t is None else f"{subject} at time step {t}"
-        return f"X sample {i}" if t is None else f"X at sample {i}, time step {t}"
-
-    inf = np.isinf(data)
-    if inf.any():
-        i, t, f = np.argwhere(inf)[0]
-        raise ValueError(
-            f"{where(i, t)}, feature {f} contains infinity. Only NaN is allowed, and only as "
-            "trailing padding."
-        )
-    nan = np.isnan(data)
-    if not nan.any():
-        # The float64 sum overflowed on large finite values.
-        return None
-    padding = nan.all(axis=2)
-    partial = nan.any(axis=2) & ~padding
-    if partial.any():
-        i, t = np.argwhere(partial)[0]
-        raise ValueError(
-            f"{where(i, t)} has NaN in only some features. NaN is allowed only as padding: "
-            "whole trailing time steps where every feature is NaN. Fill missing values "
-            "before this step."
-        )
-    gap = padding[:, :-1] & ~padding[:, 1:]
-    if gap.any():
-        i, t = np.argwhere(gap)[0]
-        raise ValueError(
-            f"{where(i, t)} is an all-NaN time step followed by valid data. NaN is allowed "
-            "only as trailing padding at the end of the time axis; fill gaps inside "
-            "sequences before this step."
-        )
-    if padding[:, 0].any():
-        i = int(np.flatnonzero(padding[:, 0])[0])
-        raise ValueError(
-            f"{where(i)} is all NaN padding; every sequence needs at least one valid time step."
-        )
-    return data.shape[1] - padding.sum(axis=1)
-
-
 def _check_n_features(estimator: Any, n_features: int, reset: bool) -> None:
     if reset:
         return
@@ -181,107 +110,25 @@ def _validate_batch(
     copy: bool = False,
     writeable: bool = False,
 ) -> _Batch:
-    """Validate sequence input for ``estimator`` and return it as a :class:`_Batch`."""
-    name = type(estimator).__name__
-    array_kwargs = dict(
-        accept_sparse=False,
+    """Validate sequence input for ``estimator`` and return it as a :class:`_Batch`.
+
+    The rule and its messages are :func:`seqpipe._sequence_rules.validate_sequences`,
+    shared with the estimators and the runtime; what is added here is scikit-learn's
+    dtype policy (float32/float64 kept, anything else float64), list input kept as a
+    list, and the estimator-named feature-count message.
+    """
+    batch = validate_sequences(
+        X,
         dtype=FLOAT_DTYPES,
+        n_features=None if reset else estimator.n_features_in_,
+        keep_list=True,
         copy=copy,
-        force_writeable=writeable,
-        ensure_all_finite=False,
-        ensure_2d=False,
-        ensure_min_samples=0,
-        ensure_min_features=0,
-        estimator=estimator,
+        writeable=writeable,
     )
-    if _is_sequence_list(X):
-        return _validate_list(X, estimator, reset=reset, array_kwargs=array_kwargs)
-
-    if isinstance(X, (list, tuple)) and len(X) == 0:
-        raise ValueError(f"{name} got an empty list; X needs at least 1 sequence.")
-    data = check_array(X, allow_nd=True, **array_kwargs)
-    if data.ndim not in (2, 3):
-        hint = (
-            " Reshape your data: X.reshape(1, -1) if it is one univariate sequence, or "
-            "cut a long series into training windows with seqpipe.preprocessing.make_windows."
-            if data.ndim == 1
-            else ""
-        )
-        raise ValueError(f"{name} expects {_EXPECTED}; got an array of shape {data.shape}.{hint}")
-    if data.shape[0] == 0:
-        raise ValueError(
-            f"Found array with 0 sample(s) (shape={data.shape}) while a minimum of 1 is "
-            f"required by {name}."
-        )
-    if data.ndim == 2:
-        if data.shape[1] == 0:
-            # Worded like scikit-learn so generic tooling recognises it, even though
-            # the empty axis of a 2-D X is time.
-            raise ValueError(
-                f"Found array with 0 feature(s) (shape={data.shape}) while a minimum of 1 "
-                f"is required by {name}: a 2-D X is (n_samples, n_timesteps), so these "
-                "sequences have no time steps."
-            )
-        data = data[..., np.newaxis]
-        squeeze = True
-    else:
-        if data.shape[2] == 0:
-            raise ValueError(
-                f"Found array with 0 feature(s) (shape={data.shape}) while a minimum of 1 "
-                f"is required by {name}."
-            )
-        if data.shape[1] == 0:
-            raise ValueError(
-                f"X has 0 time steps (shape={data.shape}); {name} needs sequences with at "
-                "least 1 time step."
-            )
-        squeeze = False
-    _check_n_features(estimator, data.shape[2], reset)
-    lengths = _valid_lengths(data)
-    return _Batch(data, lengths, squeeze, data.shape[0], data.shape[2])
-
-
-def _validate_list(
-    X: list | tuple, estimator: Any, *, reset: bool, array_kwargs: dict[str, Any]
-) -> _Batch:
-    name = type(estimator).__name__
-    items = []
-    lengths = []
-    for i, item in enumerate(X):
-        where = f"X[{i}]"
-        arr = check_array(item, input_name=where, allow_nd=True, **array_kwargs)
-        if arr.ndim not in (1, 2):
-            raise ValueError(
-                f"{name} got a list whose sequence {where} has shape {arr.shape}; each "
-                "sequence in a list must be 1-D (n_timesteps,) or 2-D "
-                "(n_timesteps, n_features)."
-            )
-        if arr.shape[0] == 0:
-            raise ValueError(f"Sequence {where} has 0 time steps; each needs at least 1.")
-        if items and arr.ndim != items[0].ndim:
-            raise ValueError(
-                f"Sequence {where} is {arr.ndim}-D but X[0] is {items[0].ndim}-D; all "
-                "sequences in a list must have the same number of dimensions."
-            )
-        if items and arr.ndim == 2 and arr.shape[1] != items[0].shape[1]:
-            raise ValueError(
-                f"Sequence {where} has {arr.shape[1]} features but X[0] has "
-                f"{items[0].shape[1]}; all sequences must have the same features."
-            )
-        items.append(arr)
-    squeeze = items[0].ndim == 1
-    data = [arr[:, np.newaxis] if squeeze else arr for arr in items]
-    n_features = data[0].shape[1]
-    if n_features == 0:
-        raise ValueError(
-            f"Found array with 0 feature(s) (shape={items[0].shape}) while a minimum of 1 "
-            f"is required by {name}."
-        )
+    data = batch.data
+    n_features = data[0].shape[1] if isinstance(data, list) else data.shape[2]
     _check_n_features(estimator, n_features, reset)
-    for i, arr in enumerate(data):
-        valid = _valid_lengths(arr[np.newaxis], list_index=i)
-        lengths.append(arr.shape[0] if valid is None else int(valid[0]))
-    return _Batch(data, np.asarray(lengths), squeeze, len(data), n_features)
+    return _Batch(data, batch.lengths, batch.one_feature, len(data), n_features)
 
 
 def _feature_names_out(estimator: Any, input_features: Any) -> np.ndarray:
