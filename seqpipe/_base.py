@@ -102,7 +102,7 @@ class SequenceModelBase(BaseEstimator):
     def _validate_X(self, X: Any, *, reset: bool) -> tuple[np.ndarray, np.ndarray | None]:
         if not reset:
             check_is_fitted(self)
-        X, lengths = check_sequences(X)
+        X, lengths = check_sequences(X, n_features=None if reset else self.n_features_in_)
         if reset:
             self.n_features_in_ = X.shape[2]
         elif X.shape[2] != self.n_features_in_:

@@ -163,25 +163,13 @@ CASES: dict[str, tuple[Any, tuple[str, ...], type, str]] = {
     ),
 }
 
-CASE_PARAMS = [pytest.param(name, id=name) for name in CASES]
-CASE_PARAMS.append(
-    pytest.param(
-        "2-D for a 2-feature model, estimator too",
-        id="2-D for a 2-feature model, estimator too",
-        marks=pytest.mark.xfail(
-            strict=True,
-            reason="seqpipe/_base.py's _validate_X does not pass n_features to "
-            "check_sequences yet, so LSTMRegressor.predict still words this as a "
-            "feature-count mismatch",
-        ),
-    )
-)
 CASES["2-D for a 2-feature model, estimator too"] = (
     np.ones((3, 4)),
     ("LSTMRegressor.predict", *FITTED),
     ValueError,
     "X is 2-D .* one feature, but 2 features per time step are expected",
 )
+CASE_PARAMS = [pytest.param(name, id=name) for name in CASES]
 
 
 @pytest.mark.filterwarnings("error::RuntimeWarning")  # e.g. numpy's cast overflow warning
