@@ -36,6 +36,7 @@ import torch
 from torch import nn
 
 import seqpipe
+from seqpipe.architectures import last_valid
 
 # TODO: your architecture's name: what users pass as ``architecture=``. It must be a
 # Python identifier and unique across every installed plugin.
@@ -77,19 +78,12 @@ class TemplateBody(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         # A causal body can run on the padded batch: steps after a sequence's end
         # never reach its earlier steps. (A bidirectional one must pack the batch or
-        # reverse each sequence within its own length instead.)
+        # reverse each sequence within its own length instead.) last_valid is a
+        # gather, so the exported graph is right at every batch size and length.
         sequence, _ = self.gru(x)
         if self.skip is not None:
             sequence = sequence + self.skip(x)
         return sequence, last_valid(sequence, lengths)
-
-
-def last_valid(outputs: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tensor:
-    """Each sequence's output at its last valid step (``gather`` exports at any length)."""
-    if lengths is None:
-        return outputs[:, -1]
-    index = (lengths.to(outputs.device) - 1).view(-1, 1, 1).expand(-1, 1, outputs.shape[-1])
-    return outputs.gather(1, index).squeeze(1)
 
 
 def _check(config: seqpipe.BodyConfig) -> dict[str, Any]:

@@ -29,7 +29,6 @@ strings; ``*_JSON`` keys hold JSON):
 from __future__ import annotations
 
 FORMAT_VERSION = "1"
-PREFIX = "seqpipe."
 
 KEY_FORMAT = "seqpipe.format"
 KEY_VERSION = "seqpipe.version"

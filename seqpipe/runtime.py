@@ -40,7 +40,7 @@ import onnxruntime as ort
 from seqpipe import _format as fmt
 from seqpipe._runtime_checks import CPU, check_batch, resolve_providers, wants_cuda
 
-__all__ = ["OnnxSequenceModel", "Stream", "StreamingSession", "load"]
+__all__ = ["OnnxSequenceModel", "Stream", "load"]
 
 #: Newest file format this runtime understands.
 SUPPORTED_FORMAT = int(fmt.FORMAT_VERSION)
@@ -396,6 +396,3 @@ class Stream:
         """A copy of the recurrent state by input name, each ``(1, batch_size, hidden)``."""
         return {name: value.copy() for name, value in self._state.items()}
 
-
-#: The name the streaming API is documented under as well.
-StreamingSession = Stream

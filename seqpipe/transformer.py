@@ -21,16 +21,110 @@ class LSTMTransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Sequenc
     """Recurrent encoder whose ``transform`` returns each sequence's final hidden
     state, so any scikit-learn model can sit behind it.
 
-    How the encoder learns (``task``):
+    ``fit`` trains the body with a temporary head (see ``task``); ``transform``
+    returns the body's summary of each sequence (its last valid step), which has
+    ``hidden_size * (2 if bidirectional else 1)`` columns for the built-in
+    architectures (the body's ``output_size`` in general).
 
-    * ``"forecast"`` (default when ``y`` is None): predict every next time step of
-      ``X`` from the steps before it: self-supervised, no labels needed;
-    * ``"classification"`` (default for discrete ``y``): learn to predict ``y``'s class;
-    * ``"regression"`` (default for continuous ``y``): learn to predict ``y``.
+    Parameters
+    ----------
+    architecture : str, default="lstm"
+        Registered architecture name: a built-in (``"lstm"``, ``"gru"``, ``"rnn"``,
+        ``"peephole_lstm"``, ``"cifg_lstm"``) or one a plugin adds; see
+        :func:`seqpipe.list_architectures`.
+    hidden_size : int, default=32
+        Units per recurrent layer and direction.
+    num_layers : int, default=1
+        Stacked recurrent layers.
+    bidirectional : bool, default=False
+        Read each sequence in both directions.
+    dropout : float, default=0.0
+        Dropout between stacked layers.
+    activation : str or None, default="tanh"
+        Keras-style activation of the candidate and output (``None``: linear).
+    recurrent_activation : str or None, default="sigmoid"
+        Keras-style activation of the gates (``None``: linear).
+    architecture_options : dict or None, default=None
+        Options specific to the chosen architecture.
+    head_layers : tuple of int, default=()
+        Hidden Dense layers of the training head (not part of ``transform``'s output).
+    head_activation : {"relu", "tanh", "sigmoid", "linear"}, default="relu"
+        Activation of ``head_layers``.
+    optimizer : {"adam", "adamw", "sgd", "rmsprop"} or Optimizer class, default="adam"
+        A class is called as ``optimizer(params, lr=lr, weight_decay=weight_decay)``.
+    lr : float, default=1e-3
+        Learning rate.
+    weight_decay : float, default=0.0
+        L2 penalty passed to the optimizer.
+    epochs : int, default=100
+        Maximum passes over the training data.
+    batch_size : int, default=32
+        Sequences per gradient step.
+    shuffle : bool, default=True
+        Shuffle the training samples every epoch.
+    validation_fraction : float, default=0.0
+        Hold out this last fraction of the samples (time order kept, as Keras'
+        ``validation_split``) for early stopping.
+    patience : int or None, default=10
+        Epochs without validation improvement before stopping; best weights are
+        restored. Only used with ``validation_fraction > 0``.
+    clip_grad_norm : float or None, default=None
+        Clip the global gradient norm to this value.
+    scale_X : bool, default=True
+        Standardize each input feature (statistics learned in ``fit``).
+    local_scaling : {"standard"} or None, default=None
+        ``"standard"``: standardize each input sequence by its own mean and standard
+        deviation (per feature, over its valid steps) before the network sees it
+        (RevIN-style instance normalization, Kim et al. 2022). Written into exported
+        ONNX files.
+    lr_schedule : {"plateau", "cosine"} or None, default=None
+        Learning-rate schedule (``torch.optim.lr_scheduler``), stepped per epoch:
+        ``"plateau"`` halves the rate after ``max(5, epochs // 20)`` epochs without
+        improvement of the (validation, else training) loss, down to ``lr / 100``;
+        ``"cosine"`` anneals it to 0 over ``epochs``.
+    random_state : int, RandomState or None, default=None
+        Seeds weight initialisation, shuffling and dropout: same seed, same model.
+        The caller's global torch RNG is left untouched.
+    device : {"cpu", "cuda", "auto"} or torch.device, default="cpu"
+        Where the network trains and predicts; ``"auto"`` picks CUDA when available.
+    verbose : int, default=0
+        1 shows a progress bar, 2 one line per epoch.
+    warm_start : bool, default=False
+        Continue training the fitted network instead of starting anew.
+    task : {"auto", "forecast", "regression", "classification"}, default="auto"
+        What the encoder learns to do:
 
-    Other parameters are those of :class:`seqpipe.LSTMRegressor` without ``scale_y``.
-    Output has ``hidden_size * (2 if bidirectional else 1)`` columns for the
-    built-in architectures.
+        * ``"forecast"``: predict every next time step of ``X`` from the steps
+          before it: self-supervised, no labels needed (``"auto"`` without ``y``);
+        * ``"classification"``: predict ``y``'s class (``"auto"`` for discrete ``y``);
+        * ``"regression"``: predict ``y``, standardized (``"auto"`` for continuous
+          ``y``); ``y`` may be 1-D, 2-D or per step (3-D).
+
+    Attributes
+    ----------
+    task_ : str
+        The task ``fit`` trained for (``"auto"`` resolved).
+    module_ : torch.nn.Module
+        The trained network: the architecture's body and the head.
+    optimizer_ : torch.optim.Optimizer
+        The optimizer built from ``optimizer``, ``lr`` and ``weight_decay``.
+    device_ : torch.device
+        The device ``device`` resolved to.
+    history_ : list of dict
+        One record per epoch: ``epoch``, ``train_loss`` (in the training loss's
+        units), ``valid_loss`` with ``validation_fraction > 0``, and ``seconds``.
+    n_epochs_ : int
+        Epochs run so far.
+    best_epoch_ : int or None
+        Epoch whose weights were restored by early stopping.
+    n_features_in_ : int
+        Features per time step seen in ``fit``.
+    x_mean_, x_scale_ : ndarray of shape (n_features_in_,)
+        Input standardization learned in ``fit`` (0 and 1 with ``scale_X=False``).
+
+    See Also
+    --------
+    seqpipe.LSTMRegressor, seqpipe.LSTMClassifier : the same networks as predictors.
 
     Examples
     --------

@@ -70,7 +70,6 @@ class GraphBuilder:
         self.initializers: dict[str, onnx.TensorProto] = {}
         self.inputs: list[onnx.ValueInfoProto] = []
         self.outputs: list[onnx.ValueInfoProto] = []
-        self.functions: list[onnx.FunctionProto] = []
         self.extra_opsets: dict[str, int] = {}
         self._names: set[str] = set()
         self._const_cache: dict[tuple[Any, ...], str] = {}
@@ -197,7 +196,6 @@ class GraphBuilder:
         model = helper.make_model(
             graph,
             opset_imports=opsets,
-            functions=self.functions,
             producer_name="seqpipe",
             producer_version=producer_version,
         )
