@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import builtins
+import json
 import sys
 
 import numpy as np
@@ -69,12 +70,11 @@ def test_as_frame_without_pandas_says_so(monkeypatch):
 def test_demo_problem_alignment():
     problem = demo.make_problem(lookback=12)
     assert problem.test_start == 120
-    assert problem.X_train.shape == (107, 12, 1) and problem.X_test.shape == (24, 12, 1)
-    # A perfect growth forecast gives back the held-out months exactly.
-    growth = np.diff(np.log(problem.passengers))[-24:]
-    np.testing.assert_allclose(problem.to_passengers(growth), problem.truth)
-    # The test windows end the month before each held-out month.
-    np.testing.assert_allclose(problem.X_test[-1, -1, 0], growth[-2])
+    assert problem.X_train.shape == (108, 12, 1) and problem.X_test.shape == (24, 12, 1)
+    np.testing.assert_array_equal(problem.truth, problem.passengers[120:])
+    # Raw passengers in; the test windows end the month before each held-out month.
+    np.testing.assert_array_equal(problem.X_test[:, -1, 0], problem.passengers[119:143])
+    np.testing.assert_array_equal(problem.y_train, problem.passengers[12:120])
     naive = demo.naive_forecasts(problem)
     np.testing.assert_array_equal(naive["naive: last month"], problem.passengers[119:143])
     np.testing.assert_array_equal(naive["naive: same month last year"], problem.passengers[108:132])
@@ -99,6 +99,10 @@ def test_demo_main_end_to_end(tmp_path, capsys):
         results["forecasts"][demo.ONNX_LABEL], results["forecasts"]["LSTMRegressor"], rtol=1e-5
     )
     served = runtime.load(tmp_path / demo.MODEL_NAME)
+    # The file maps raw passenger windows to passengers and says so.
+    meaning = json.loads(served.metadata["seqpipe.outputs"])[0]["meaning"]
+    assert "scaled by its own mean" in meaning
+    assert abs(served.predict(results["problem"].X_test).mean() - 400) < 200  # passengers
     np.testing.assert_allclose(
         served.predict(results["problem"].X_test),
         results["model"].predict(results["problem"].X_test),

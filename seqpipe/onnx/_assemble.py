@@ -99,6 +99,7 @@ def assemble(
         "head_layers": [int(u) for u in est.head_layers],
         "lowering": lowering.name,
         "lowering_traced": lowering.traced,
+        "local_scaling": getattr(est, "local_scaling", None),
     }
     fold = (
         lowering.folds_input_scaling and np.max(np.abs(final.center) / final.scale) <= _FOLD_LIMIT
@@ -340,6 +341,11 @@ def _regression(
         "per_step": f"{k} prediction(s) per time step; NaN at padded steps",
         "horizon": "the forecast horizon decoded per sequence (steps, then targets)",
     }[layout.kind]
+    if local is not None:
+        meaning += (
+            ", in the units of the input feature it is measured in (each window is scaled "
+            "by its own mean and standard deviation, and the prediction mapped back)"
+        )
     return [_describe(fmt.OUTPUT_REGRESSION, "float64", shape, meaning)], layout.kind
 
 

@@ -55,7 +55,7 @@ def test_causal_future_steps_never_change_the_past():
         ({"bidirectional": True}, "bidirectional=False only"),
         ({"activation": "linear"}, "always uses ReLU.*got 'linear'"),
         ({"recurrent_activation": "hard_sigmoid"}, "has no gates"),
-        ({"options": {"kernel": 3}}, r"unknown architecture_options \['kernel'\]; supported"),
+        ({"options": {"kernel": 3}}, r"unknown architecture_options \['kernel'\]; valid options"),
         ({"options": {"kernel_size": 0}}, "kernel_size must be an integer >= 1"),
     ],
 )

@@ -11,12 +11,11 @@ at its last valid step.
 
 from __future__ import annotations
 
-import numbers
-from collections.abc import Mapping
 from typing import Any
 
 import torch
 from seqpipe import BodyConfig
+from seqpipe.architectures import activation_name, check_options, last_valid
 from torch import nn
 from torch.nn import functional as F
 
@@ -123,17 +122,6 @@ class TCNBody(nn.Module):
         return sequence, last_valid(sequence, lengths)
 
 
-def last_valid(outputs: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tensor:
-    """Each sequence's output at its last valid step: ``(batch, time, d) -> (batch, d)``.
-
-    Written with ``gather`` so ``torch.onnx.export`` keeps it valid at any length.
-    """
-    if lengths is None:
-        return outputs[:, -1]
-    index = (lengths.to(outputs.device) - 1).view(-1, 1, 1).expand(-1, 1, outputs.shape[-1])
-    return outputs.gather(1, index).squeeze(1)
-
-
 def check_config(config: BodyConfig) -> dict[str, Any]:
     """Refuse what a causal TCN cannot honour; return the options with defaults filled in.
 
@@ -148,40 +136,23 @@ def check_config(config: BodyConfig) -> dict[str, Any]:
             "architecture 'tcn' is causal and supports bidirectional=False only; "
             "use 'lstm' or 'gru' for a bidirectional model"
         )
-    activation = _lower(config.activation)
+    activation = activation_name(config.activation)
     if activation not in (_DEFAULT_ACTIVATION, "relu"):
         raise ValueError(
             "architecture 'tcn' always uses ReLU (Bai et al., 2018): activation must be "
             f"'relu' or the default {_DEFAULT_ACTIVATION!r}, got {config.activation!r}"
         )
-    if _lower(config.recurrent_activation) != _DEFAULT_RECURRENT_ACTIVATION:
+    if activation_name(config.recurrent_activation) != _DEFAULT_RECURRENT_ACTIVATION:
         raise ValueError(
             "architecture 'tcn' has no gates: recurrent_activation must stay at its default "
             f"{_DEFAULT_RECURRENT_ACTIVATION!r}, got {config.recurrent_activation!r}"
         )
-    options = _options(config.options)
-    kernel_size = options["kernel_size"]
-    if (
-        isinstance(kernel_size, bool)
-        or not isinstance(kernel_size, numbers.Integral)
-        or kernel_size < 1
-    ):
+    # seqpipe's helper: unknown keys and wrong types get the message every
+    # architecture gives.
+    options = check_options("tcn", config.options, DEFAULT_OPTIONS)
+    if options["kernel_size"] < 1:
         raise ValueError(
-            f"architecture 'tcn': option kernel_size must be an integer >= 1, got {kernel_size!r}"
+            f"architecture 'tcn': option kernel_size must be an integer >= 1, "
+            f"got {options['kernel_size']!r}"
         )
-    options["kernel_size"] = int(kernel_size)
     return options
-
-
-def _options(given: Mapping[str, Any] | None) -> dict[str, Any]:
-    unknown = sorted(set(given or {}) - set(DEFAULT_OPTIONS))
-    if unknown:
-        raise ValueError(
-            f"architecture 'tcn' got unknown architecture_options {unknown}; "
-            f"supported: {sorted(DEFAULT_OPTIONS)}"
-        )
-    return {**DEFAULT_OPTIONS, **(given or {})}
-
-
-def _lower(value: str | None) -> str:
-    return "linear" if value is None else str(value).lower()

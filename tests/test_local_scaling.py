@@ -1,0 +1,123 @@
+"""Window-local scaling and learning-rate schedules: what a user relies on."""
+
+from __future__ import annotations
+
+import itertools
+import json
+
+import numpy as np
+import pytest
+
+from seqpipe import LSTMClassifier, LSTMRegressor, LSTMTransformer, runtime
+from seqpipe._local_scaling import window_stats
+from seqpipe.onnx import export
+
+FAST = {"hidden_size": 6, "epochs": 3, "random_state": 0}
+QUICK = {"verify_batch_sizes": (1, 3), "verify_lengths": (2, 9)}
+
+
+def _trend(n=40, t=8, features=1, seed=0):
+    """Windows of trending, differently scaled series: levels from 10 to 1000."""
+    rng = np.random.default_rng(seed)
+    level = rng.uniform(10, 1000, size=(n, 1, features))
+    steps = np.arange(t + 1)[None, :, None]
+    series = level * (1 + 0.05 * steps) + rng.normal(size=(n, t + 1, features))
+    return series[:, :-1], series[:, -1]
+
+
+def test_window_stats_ignore_padding_and_never_divide_by_zero():
+    X = np.array([[[1.0, 5.0], [3.0, 5.0], [np.nan, np.nan]], [[0.0, 2.0], [0.0, 4.0], [0, 6]]])
+    center, scale = window_stats(X)
+    np.testing.assert_allclose(center, [[2.0, 5.0], [0.0, 4.0]])
+    # constant windows: |center| (5), or 1 when the center is 0 too
+    np.testing.assert_allclose(scale, [[1.0, 5.0], [1.0, np.sqrt(8 / 3)]])
+
+
+def test_predictions_follow_the_window_level():
+    """Scaled by its own statistics, a window shifted and stretched gives a forecast
+    shifted and stretched the same way (exactly, up to float error)."""
+    X, y = _trend()
+    model = LSTMRegressor(local_scaling="standard", scale_X=False, scale_y=False, **FAST)
+    model.fit(X, y[:, 0])
+    base = model.predict(X[:5])
+    np.testing.assert_allclose(model.predict(X[:5] * 3.0 + 100.0), base * 3.0 + 100.0, rtol=1e-6)
+    assert model.local_target_features_.tolist() == [0]
+
+
+def test_parallel_series_use_their_own_feature():
+    X, y = _trend(features=2)
+    model = LSTMRegressor(local_scaling="standard", **FAST).fit(X, y)
+    assert model.local_target_features_.tolist() == [0, 1]
+    shifted = X[:4].copy()
+    shifted[..., 1] = shifted[..., 1] * 2 + 7
+    base, moved = model.predict(X[:4]), model.predict(shifted)
+    assert moved.shape == (4, 2)
+    # the second target moves with the second feature; the first target's units stay
+    np.testing.assert_allclose((moved[:, 1] - 7) / 2, base[:, 1], rtol=1e-3, atol=1e-3 * 1000)
+
+
+def test_ambiguous_target_units_are_an_error():
+    X, y = _trend(features=3)
+    with pytest.raises(ValueError, match="ambiguous"):
+        LSTMRegressor(local_scaling="standard", **FAST).fit(X, y[:, 0])
+
+
+@pytest.mark.parametrize("kind", ["single", "vector", "per_step", "horizon"])
+def test_onnx_reproduces_local_scaling(tmp_path, kind):
+    X, y = _trend(n=30, t=8)
+    params = dict(FAST, local_scaling="standard")
+    if kind == "single":
+        target = y[:, 0]
+    elif kind == "vector":
+        target = np.concatenate([y, y * 1.1], axis=1)
+    elif kind == "per_step":
+        target = X * 0.5
+    else:
+        target = np.stack([y, y * 1.1], axis=1)  # (n, 2 steps, 1 target)
+        params["head"] = "seq2seq"
+    model = LSTMRegressor(**params).fit(X, target)
+    loaded = runtime.load(export(model, tmp_path / "m.onnx", **QUICK))
+    ragged = X[:4].copy()
+    ragged[1, 5:] = np.nan
+    for batch in (X[:7], ragged):
+        np.testing.assert_allclose(loaded.predict(batch), model.predict(batch), rtol=1e-4)
+    network = json.loads(loaded.metadata["seqpipe.network"])
+    assert network["local_scaling"] == "standard"
+
+
+@pytest.mark.parametrize("cls", [LSTMClassifier, LSTMTransformer])
+def test_classifier_and_transformer_scale_inputs_only(tmp_path, cls):
+    X, y = _trend(n=30)
+    labels = np.where(y[:, 0] > np.median(y[:, 0]), "high", "low")
+    model = cls(local_scaling="standard", **FAST).fit(X, labels)
+    loaded = runtime.load(export(model, tmp_path / "m.onnx", **QUICK))
+    if cls is LSTMClassifier:
+        np.testing.assert_allclose(loaded.predict_proba(X), model.predict_proba(X), atol=1e-5)
+    else:
+        np.testing.assert_allclose(loaded.transform(X), model.transform(X), atol=1e-5)
+
+
+@pytest.mark.parametrize("schedule", ["plateau", "cosine"])
+def test_lr_schedule_changes_the_learning_rate(schedule):
+    X, _ = _trend(n=32)
+    # Nothing to learn: the validation loss stalls (plateau watches it when there is one).
+    noise = np.random.default_rng(1).normal(size=32)
+    model = LSTMRegressor(
+        lr_schedule=schedule,
+        lr=0.01,
+        hidden_size=4,
+        epochs=40,
+        validation_fraction=0.5,
+        patience=None,
+        random_state=0,
+    )
+    lrs = [record["lr"] for record in model.fit(X, noise).history_]
+    assert lrs[0] == 0.01 and lrs[-1] < 0.01
+    assert all(b <= a for a, b in itertools.pairwise(lrs))
+    if schedule == "plateau":
+        assert min(lrs) >= 0.01 / 100
+
+
+def test_lr_schedule_is_validated():
+    with pytest.raises(ValueError, match="lr_schedule"):
+        LSTMRegressor(lr_schedule="step", **FAST).fit(*_trend(n=8))
