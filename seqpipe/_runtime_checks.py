@@ -20,6 +20,7 @@ CPU = "CPUExecutionProvider"
 CUDA = "CUDAExecutionProvider"
 
 _FLOAT32 = np.dtype(np.float32)
+_FLOAT32_MAX_SQUARED = float(np.finfo(np.float32).max) ** 2
 
 
 def check_batch(X: Any, n_features: int) -> np.ndarray:
@@ -67,13 +68,20 @@ def _convert(X: Any, n_features: int) -> np.ndarray:
         and X.shape[2] == n_features
         and 0 not in X.shape
     ):
-        # A numeric array of the right shape, typically float64 from JSON: cast it and,
-        # when it is all finite, skip the validator's fixed costs (several times the
-        # cast for small batches). Anything else is validated from the original, so
-        # the messages are the validator's.
+        # A numeric array of the right shape, typically float64 from JSON. When its sum
+        # of squares is finite and below float32's largest value squared, every value
+        # is finite and fits float32: cast it and skip the validator's fixed costs
+        # (several times the cast for small batches), and np.errstate's too (a few
+        # microseconds, a tenth of a batch-1 prediction).
+        if X.dtype.kind != "f" or X.dtype.itemsize <= 4:
+            squares = None  # ints and float16/32 never overflow float32
+        else:
+            squares = np.vdot(X, X)
+            if math.isfinite(squares) and squares < _FLOAT32_MAX_SQUARED:
+                return np.ascontiguousarray(X, dtype=np.float32)
         with np.errstate(over="ignore", invalid="ignore"):
             cast = np.ascontiguousarray(X, dtype=np.float32)
-        if math.isfinite(np.vdot(cast, cast)):
+        if squares is None and math.isfinite(np.vdot(cast, cast)):
             return cast
         if not np.isinf(cast).any():
             # NaN only (padding, or a mistake): no overflow to tell apart, so the
