@@ -395,4 +395,3 @@ class Stream:
     def state(self) -> dict[str, np.ndarray]:
         """A copy of the recurrent state by input name, each ``(1, batch_size, hidden)``."""
         return {name: value.copy() for name, value in self._state.items()}
-

@@ -289,3 +289,13 @@ def test_grid_search_over_architectures():
     tried = [p["architecture"] for p in search.cv_results_["params"]]
     assert tried == ["lstm", "lstm_fcn"]
     assert search.best_estimator_.predict(X).shape == (24,)
+
+
+@pytest.mark.parametrize("arch", ["lstm_fcn", "mlstm_fcn"])
+def test_streaming_export_is_refused_with_a_clear_message(tmp_path, arch):
+    from seqpipe.onnx import UnsupportedModelError
+
+    model = LSTMRegressor(arch, architecture_options=TINY, **FAST).fit(_data(n=8), np.zeros(8))
+    with pytest.raises(UnsupportedModelError, match=rf"{arch}.*does not"):
+        export(model, tmp_path / "s.onnx", streaming=True)
+    assert not list(tmp_path.iterdir())

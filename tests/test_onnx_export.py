@@ -612,9 +612,14 @@ def test_skl2onnx_converts_seqpipe_steps():
     X, y = _data("multiclass")
     X32 = X.astype(np.float32)
     types = [("X", FloatTensorType([None, None, F]))]
+    tiny_fcn = {"architecture_options": {"filters": (4, 4, 4)}, "hidden_size": 3, **FAST}
     models = [
         LSTMClassifier(hidden_size=4, **FAST).fit(X, y),
         LSTMRegressor(hidden_size=4, **FAST).fit(X, _data("single")[1]),
+        LSTMClassifier("lstm_fcn", **tiny_fcn).fit(X, y),
+        LSTMRegressor("mlstm_fcn", **{**tiny_fcn, "local_scaling": "standard"}).fit(
+            X, _data("vector")[1]
+        ),
     ]
     if SequenceScaler is not None:
         models.append(

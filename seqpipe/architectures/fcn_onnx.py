@@ -115,12 +115,20 @@ def lower_fcn(body: Any, request: LoweringRequest) -> LoweredBody:
         pads = g.op(
             "Concat", [g.ints([0, 0, 0, 0, 0]), g.op("Max", [missing, g.ints([0])])], axis=0
         )
-        lowered = lower_layers(layers, g, g.op("Pad", [variables, pads]), None)
+        lowered = lower_layers(
+            layers,
+            g,
+            g.op("Pad", [variables, pads]),
+            None,
+            fill_optional_inputs=request.fill_optional_inputs,
+        )
         summary = lowered.summary
         repeat = g.op("Concat", [g.ints([1]), time, g.ints([1])], axis=0)
         recurrent_steps = g.op("Expand", [g.unsqueeze(summary, [1]), repeat])
     else:
-        lowered = lower_layers(layers, g, x, lengths)
+        lowered = lower_layers(
+            layers, g, x, lengths, fill_optional_inputs=request.fill_optional_inputs
+        )
         recurrent_steps, summary = lowered.sequence, lowered.summary
     sequence = g.op("Concat", [recurrent_steps, conv_steps], axis=2)
     return LoweredBody(sequence, g.op("Concat", [summary, pooled], axis=1))
