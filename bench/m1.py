@@ -17,10 +17,7 @@ are held out; everything before them is the series' training part.
   M1's series range from tens to millions, and one global scale would squash most of
   them to zero. The number of epochs is chosen by the estimator's own early stopping
   on the windows of the last 20% of series (held out from training; best weights
-  restored), never by looking at the test years. If the installed ``LSTMRegressor``
-  has no ``local_scaling`` parameter, this script does the same scaling by hand
-  around the estimator and says so (a window with zero spread is divided by its
-  absolute mean instead, or by 1 when that is 0 too).
+  restored), never by looking at the test years.
 * **Without local scaling** (``local_scaling=None``, the estimator's global
   standard scaling of inputs and targets), to show what local scaling is worth.
 * **Forecast**: each series from its last ``L`` training points, 6 years at once.
@@ -81,15 +78,6 @@ def training_windows(
     return padded(inputs, lookback), np.array(targets)
 
 
-def window_stats(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Each window's mean and spread over its observed steps, shaped (n, 1)."""
-    mean = np.nanmean(X[:, :, 0], axis=1, keepdims=True)
-    std = np.nanstd(X[:, :, 0], axis=1, keepdims=True)
-    # A flat window has no spread to divide by; its level is the next best scale.
-    fallback = np.where(np.abs(mean) > 0, np.abs(mean), 1.0)
-    return mean, np.where(std > 0, std, fallback)
-
-
 def smape(y: np.ndarray, f: np.ndarray) -> np.ndarray:
     """Per series, in % (M-competition definition)."""
     return np.mean(200 * np.abs(y - f) / (np.abs(y) + np.abs(f)), axis=1)
@@ -102,25 +90,13 @@ def mase(y: np.ndarray, f: np.ndarray, trains: list[np.ndarray]) -> np.ndarray:
 
 
 def fit_forecast(
-    make: Callable[[], LSTMRegressor],
-    by_hand: bool,
-    X: np.ndarray,
-    y: np.ndarray,
-    X_last: np.ndarray,
+    model: LSTMRegressor, X: np.ndarray, y: np.ndarray, X_last: np.ndarray
 ) -> tuple[np.ndarray, float, int]:
     """Fit on the windows and forecast from each series' last window."""
-    model = make()
-    if by_hand:
-        mean, scale = window_stats(X)
-        X, y = (X - mean[:, :, None]) / scale[:, :, None], (y - mean) / scale
     started = time.perf_counter()
     model.fit(X, y)
     seconds = time.perf_counter() - started
-    if not by_hand:
-        return model.predict(X_last), seconds, int(model.n_epochs_)
-    mean, scale = window_stats(X_last)
-    scaled = model.predict((X_last - mean[:, :, None]) / scale[:, :, None])
-    return scaled * scale + mean, seconds, int(model.n_epochs_)
+    return model.predict(X_last), seconds, int(model.n_epochs_)
 
 
 def main() -> None:
@@ -153,7 +129,6 @@ def main() -> None:
     X, y = training_windows(trains, args.lookback, args.min_history)
     X_last = padded([t[-args.lookback :] for t in trains], args.lookback)
 
-    native = "local_scaling" in LSTMRegressor().get_params()
     label = " QUICK SMOKE RUN: numbers meaningless, not the figures" if args.quick else ""
     setting = (
         "custom settings, not the documented run"
@@ -171,16 +146,7 @@ def main() -> None:
         f"{max(map(len, trains))} points; {len(X)} training windows, lookback "
         f"{args.lookback}, horizon {HORIZON}; {args.seeds} seed(s), {args.epochs} epochs{label}"
     )
-    print(
-        "local scaling: "
-        + (
-            "LSTMRegressor(local_scaling='standard') (the estimator's own)"
-            if native
-            else "by hand in this script (LSTMRegressor has no local_scaling parameter yet)"
-        )
-        + "\n"
-    )
-
+    print()
     rows: dict[str, dict[str, Any]] = {}
     last = np.array([t[-1] for t in trains])[:, None]
     steps = np.arange(1, HORIZON + 1)[None, :]
@@ -198,19 +164,14 @@ def main() -> None:
     for name, local in variants:
         rows[name] = {"smape": [], "mase": [], "seconds": [], "epochs": []}
         for seed in range(args.seeds):
-            params: dict[str, Any] = {
-                "epochs": args.epochs,
-                "validation_fraction": args.validation_fraction,
-                "patience": args.patience,
-                "random_state": seed,
-            }
-            if native:
-                params["local_scaling"] = "standard" if local else None
-
-            def make(params: dict[str, Any] = params) -> LSTMRegressor:
-                return LSTMRegressor(**params)
-
-            forecast, seconds, epochs = fit_forecast(make, local and not native, X, y, X_last)
+            model = LSTMRegressor(
+                epochs=args.epochs,
+                validation_fraction=args.validation_fraction,
+                patience=args.patience,
+                local_scaling="standard" if local else None,
+                random_state=seed,
+            )
+            forecast, seconds, epochs = fit_forecast(model, X, y, X_last)
             row = rows[name]
             row["smape"].append(smape(truth, forecast).mean())
             row["mase"].append(mase(truth, forecast, trains).mean())
@@ -252,7 +213,7 @@ def main() -> None:
     print(
         f"\nLSTM: LSTMRegressor defaults (hidden 32, Adam lr 1e-3, batch 32) but epochs="
         f"{args.epochs}, validation_fraction={args.validation_fraction}, patience="
-        f"{args.patience}; local scaling {'native' if native else 'by hand (fallback)'}."
+        f"{args.patience}."
     )
     print(f"({time.perf_counter() - started:.0f} s of fits; {label.strip() or setting})")
 

@@ -206,6 +206,10 @@ class SequenceModelBase(BaseEstimator):
                 self.history_ = []
             if not reuse or not hasattr(self, "optimizer_"):  # pickles from a GPU drop it
                 self.optimizer_ = self._make_optimizer(self.module_)
+            # Every fit starts from `lr`: a schedule of an earlier fit (warm_start) may
+            # have left the optimizer at a fraction of it, or at 0 (cosine).
+            for group in self.optimizer_.param_groups:
+                group["lr"] = group["initial_lr"] = self.lr
             self.target_layout_ = layout
             generator = torch.Generator().manual_seed(seed)
             self.best_epoch_ = train_epochs(

@@ -71,23 +71,31 @@ class LoopSettings:
 
 
 def make_scheduler(
-    name: str | None, optimizer: torch.optim.Optimizer, epochs: int
+    name: str | None,
+    optimizer: torch.optim.Optimizer,
+    epochs: int,
+    stop_patience: int | None = None,
 ) -> torch.optim.lr_scheduler.LRScheduler | torch.optim.lr_scheduler.ReduceLROnPlateau | None:
     """torch's scheduler for ``lr_schedule``, stepped once per epoch.
 
     ``"plateau"``: ``ReduceLROnPlateau`` on the epoch's loss (validation loss when
     there is a validation split), halving the learning rate after ``max(5, epochs //
-    20)`` epochs without improvement, down to 1/100 of the initial rate (the LSTM-FCN
-    papers train this way, with a slower decay over 2000 epochs). ``"cosine"``:
-    ``CosineAnnealingLR`` from the initial rate to 0 over ``epochs``.
+    20)`` epochs without improvement (at most half of early stopping's
+    ``stop_patience``, so the rate drops before training stops), down to 1/100 of the
+    initial rate (the LSTM-FCN papers train this way, with a slower decay over 2000
+    epochs). ``"cosine"``: ``CosineAnnealingLR`` from the initial rate to 0 over
+    ``epochs``. The optimizer's rates are its initial ones (``fit`` resets them).
     """
     if name is None:
         return None
     schedulers = torch.optim.lr_scheduler
     if name == "plateau":
+        patience = max(5, epochs // 20)
+        if stop_patience is not None:
+            patience = min(patience, max(1, stop_patience // 2))
         floors = [group["lr"] * 1e-2 for group in optimizer.param_groups]
         return schedulers.ReduceLROnPlateau(
-            optimizer, mode="min", factor=0.5, patience=max(5, epochs // 20), min_lr=floors
+            optimizer, mode="min", factor=0.5, patience=patience, min_lr=floors
         )
     if name == "cosine":
         return schedulers.CosineAnnealingLR(optimizer, T_max=epochs)
@@ -123,7 +131,8 @@ def train_epochs(
     batch_size = min(settings.batch_size, n)
     best_loss, best_epoch, best_state = float("inf"), None, None
     first_epoch = len(history) + 1
-    scheduler = make_scheduler(settings.lr_schedule, optimizer, settings.epochs)
+    stop_patience = settings.patience if valid is not None else None
+    scheduler = make_scheduler(settings.lr_schedule, optimizer, settings.epochs, stop_patience)
     for epoch in range(first_epoch, first_epoch + settings.epochs):
         started = time.perf_counter()
         module.train()

@@ -265,7 +265,7 @@ class LSTMRegressor(RegressorMixin, SequenceModelBase):
         self, y: np.ndarray, X: np.ndarray, layout: TargetLayout, *, inverse: bool
     ) -> np.ndarray:
         """Targets into (or, ``inverse``, out of) each window's own units."""
-        columns = getattr(self, "local_target_features_", None)
+        columns = self.local_target_features_
         if columns is None:
             return y
         center, scale = window_stats(X)

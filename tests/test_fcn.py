@@ -283,11 +283,11 @@ def test_grid_search_over_architectures():
     y = np.where(X[:, :, 0].mean(axis=1) > 0, "up", "down")
     grid = [
         {"architecture": ["lstm"]},
-        {"architecture": ["lstm_fcn"], "architecture_options": [TINY]},
+        {"architecture": ["lstm_fcn", "mlstm_fcn"], "architecture_options": [TINY]},
     ]
     search = GridSearchCV(LSTMClassifier(**FAST), grid, cv=2).fit(X, y)
     tried = [p["architecture"] for p in search.cv_results_["params"]]
-    assert tried == ["lstm", "lstm_fcn"]
+    assert tried == ["lstm", "lstm_fcn", "mlstm_fcn"]
     assert search.best_estimator_.predict(X).shape == (24,)
 
 

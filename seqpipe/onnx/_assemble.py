@@ -71,7 +71,7 @@ def assemble(
     )
     own = Affine(est.x_mean_.astype(float), est.x_scale_.astype(float))
     local: tuple[str, str] | None = None
-    if getattr(est, "local_scaling", None):
+    if est.local_scaling:
         # Each window by its own statistics first, so the pipeline's steps cannot be
         # folded into the estimator's own scaling.
         h = _input_steps(g, x, fold_steps(list(plan.input_steps)))
@@ -83,6 +83,12 @@ def assemble(
 
     body = est.module_.body
     lowering = lowering_for(est.architecture)
+    if streaming and est.local_scaling:
+        raise UnsupportedModelError(
+            "streaming=True cannot be combined with local_scaling: each window is scaled by "
+            "its own statistics, which a stream fed step by step does not have yet; export "
+            "without streaming and predict on whole windows"
+        )
     if streaming and not lowering.streaming:
         raise UnsupportedModelError(
             f"streaming=True needs a lowering that declares streaming, but architecture "
@@ -99,7 +105,7 @@ def assemble(
         "head_layers": [int(u) for u in est.head_layers],
         "lowering": lowering.name,
         "lowering_traced": lowering.traced,
-        "local_scaling": getattr(est, "local_scaling", None),
+        "local_scaling": est.local_scaling,
     }
     fold = (
         lowering.folds_input_scaling and np.max(np.abs(final.center) / final.scale) <= _FOLD_LIMIT
@@ -288,8 +294,8 @@ def _to_window_units(
         picked = g.op("Gather", [value, g.const(columns, "local_columns")], axis=2)
         if kind == "single":
             picked = g.op("Reshape", [picked, g.ints([-1])])
-        elif kind == "vector":
-            picked = g.op("Reshape", [picked, g.ints([0, -1])])
+        elif kind == "vector" or (kind == "horizon" and len(est.target_layout_.output_shape) == 1):
+            picked = g.op("Reshape", [picked, g.ints([0, -1])])  # y is (batch, outputs)
         stats.append(picked)
     center, scale = stats
     return g.op("Add", [g.op("Mul", [y, scale]), center])
