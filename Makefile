@@ -36,3 +36,4 @@ bench: $(VENV)/.installed
 	$(PY) bench/inference.py
 	$(PY) bench/seed_problems.py
 	$(PY) bench/recursive_vs_direct.py
+	$(PY) bench/m1.py

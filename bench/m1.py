@@ -42,7 +42,6 @@ import datetime
 import os
 import platform
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 

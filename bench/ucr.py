@@ -34,7 +34,9 @@ not registered (``lstm_fcn`` and ``mlstm_fcn`` before they are merged) are skipp
 with a note.
 
 Usage: ``python bench/ucr.py [--quick] [--seeds 3] [--architectures lstm gru]
-[--sets ArrowHead OSULeaf] [--jobs 2] [--data-dir ../shared/data/ucr]``.
+[--sets ArrowHead OSULeaf] [--jobs 2] [--data-dir ../shared/data/ucr]
+[--params '{"batch_size": 32}']``. ``--params`` overrides estimator parameters, to
+measure a setting against the defaults side by side.
 ``--quick`` is a smoke run: one seed, ``epochs=2`` (``--epochs``), numbers meaningless.
 """
 
@@ -42,6 +44,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import json
 import os
 import platform
 import time
@@ -121,10 +124,19 @@ def ridge_rmse(split: Split) -> float:
     return float(np.sqrt(np.mean((model.predict(test) - split.y_test) ** 2)))
 
 
-def fit_one(split: Split, architecture: str, seed: int, epochs: int | None, threads: int) -> dict:
-    """One fit at the defaults (``epochs`` only for ``--quick``); returns its figures."""
+def fit_one(
+    split: Split,
+    architecture: str,
+    seed: int,
+    epochs: int | None,
+    threads: int,
+    overrides: dict[str, Any] | None = None,
+) -> dict:
+    """One fit at the defaults (``epochs`` only for ``--quick``, ``overrides`` from
+    ``--params`` to measure another setting side by side); returns its figures."""
     torch.set_num_threads(threads)  # again: a worker process starts with torch's default
-    params: dict[str, Any] = {"architecture": architecture, "random_state": seed}
+    params: dict[str, Any] = {**(overrides or {}), "architecture": architecture}
+    params["random_state"] = seed
     if epochs is not None:
         params["epochs"] = epochs
     estimator = (LSTMClassifier if split.task == "classification" else LSTMRegressor)(**params)
@@ -187,12 +199,15 @@ def run_fits(
     progress = Progress(jobs, args.jobs, args.epochs or 100)
     if args.jobs == 1:
         for job in jobs:
-            result = fit_one(*job, args.epochs, args.threads)
+            result = fit_one(*job, args.epochs, args.threads, args.params)
             progress.report(job, result)
             results[job[0].name, job[1]].append(result)
         return results
     with ProcessPoolExecutor(args.jobs) as pool:
-        futures = [(job, pool.submit(fit_one, *job, args.epochs, args.threads)) for job in jobs]
+        futures = [
+            (job, pool.submit(fit_one, *job, args.epochs, args.threads, args.params))
+            for job in jobs
+        ]
         for job, future in futures:  # in submission order: the order of the table
             result = future.result()
             progress.report(job, result)
@@ -224,6 +239,13 @@ def main() -> None:
     parser.add_argument("--sets", nargs="+", help="only these sets, e.g. ArrowHead Tecator")
     parser.add_argument("--data-dir", type=Path, default=DATA_DIR)
     parser.add_argument("--threads", type=int, default=1, help="torch threads per process")
+    parser.add_argument(
+        "--params",
+        type=json.loads,
+        default=None,
+        help="estimator parameters to override, as JSON, e.g. '{\"batch_size\": 32}' "
+        "(to measure a setting against the defaults; the table then is not the defaults')",
+    )
     parser.add_argument("--jobs", type=int, default=1, help="fits run at once (processes)")
     parser.add_argument("--epochs", type=int, help="override epochs (default: 2 with --quick)")
     args = parser.parse_args()
@@ -241,7 +263,7 @@ def main() -> None:
     label = " QUICK SMOKE RUN: numbers meaningless, not the figures" if args.quick else ""
     setting = (
         "custom settings, not the documented run"
-        if args.seeds != 3 or args.epochs is not None or args.sets
+        if args.seeds != 3 or args.epochs is not None or args.sets or args.params
         else "full run"
     )
     print(
@@ -252,6 +274,7 @@ def main() -> None:
     )
     print(
         f"{args.seeds} seed(s), epochs {args.epochs or 'default'}; "
+        f"parameters {args.params or 'default'}; "
         f"architectures {architectures}{label}"
     )
     for name in args.architectures:
