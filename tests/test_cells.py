@@ -14,8 +14,8 @@ from torch import nn
 
 import seqpipe
 from seqpipe import BodyConfig, LSTMRegressor
-from seqpipe.architectures import NATIVE_RECURRENT
-from seqpipe.architectures.activations import ACTIVATIONS, check_activation
+from seqpipe.architectures import NATIVE_RECURRENT, activation_name
+from seqpipe.architectures.activations import ACTIVATIONS
 from seqpipe.architectures.cells import CustomGRU, CustomLSTM, build_custom
 from seqpipe.architectures.layout import ONNX_ACTIVATIONS
 
@@ -292,8 +292,8 @@ def test_unknown_activation_lists_valid_names():
         LSTMRegressor(architecture="lstm", activation="swish", epochs=1).fit(
             np.zeros((4, 3, 1)), np.zeros(4)
         )
-    assert check_activation(None) == "linear"
-    assert check_activation("ReLU") == "relu"
+    assert activation_name(None) == "linear"
+    assert activation_name("ReLU") == "relu"
 
 
 def test_build_custom_kinds():

@@ -2,7 +2,7 @@
 
 Every name here has an ONNX spelling in
 :data:`seqpipe.architectures.layout.ONNX_ACTIVATIONS` (a test keeps the two tables
-equal), and :func:`check_activation` is :func:`seqpipe.architectures.activation_name`.
+equal); names are checked by :func:`seqpipe.architectures.activation_name`.
 """
 
 from __future__ import annotations
@@ -12,8 +12,6 @@ from dataclasses import dataclass
 
 import torch
 from torch.nn import functional as F
-
-from seqpipe.architectures.layout import activation_name
 
 Tensor = torch.Tensor
 
@@ -86,26 +84,6 @@ ACTIVATIONS: dict[str, Activation] = {
         ),
     )
 }
-
-
-def check_activation(name: str | None, what: str = "activation") -> str:
-    """Canonical (lower-case) Keras name of ``name``; ``None`` means ``"linear"``.
-
-    The same rule as :func:`seqpipe.architectures.activation_name`, which it is.
-
-    Raises
-    ------
-    ValueError
-        If the name is unknown; the message lists the valid names.
-
-    Examples
-    --------
-    >>> check_activation("ReLU")
-    'relu'
-    >>> check_activation(None)
-    'linear'
-    """
-    return activation_name(name, what)
 
 
 def times_grad(act: Activation, y: Tensor, x: Tensor) -> Tensor:

@@ -55,12 +55,12 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from seqpipe.architectures.activations import check_activation
 from seqpipe.architectures.layout import (
     CIFG_PEEPHOLES_TO_ONNX,
     CIFG_TO_ONNX,
     PEEPHOLES_TO_ONNX,
     TORCH_TO_ONNX,
+    activation_name,
     onnx_activations,
     reorder_blocks,
 )
@@ -121,8 +121,8 @@ class _CustomRecurrentBody(nn.Module):
         self.num_layers = int(num_layers)
         self.bidirectional = bool(bidirectional)
         self.dropout = float(dropout)
-        self.activation = check_activation(activation, "activation")
-        self.recurrent_activation = check_activation(recurrent_activation, "recurrent_activation")
+        self.activation = activation_name(activation, "activation")
+        self.recurrent_activation = activation_name(recurrent_activation, "recurrent_activation")
         self.output_size = self.hidden_size * self.num_directions
 
     @classmethod
