@@ -207,6 +207,28 @@ class _Lines:
             if line and not line.startswith("#"):
                 yield number, line
 
+    def header(
+        self, rows: Iterator[tuple[int, str]], what: str
+    ) -> Iterator[tuple[int, str, list[str]]]:
+        """The ``@key words`` lines before ``@data`` as ``(number, lower-case key, words)``.
+
+        ``rows`` is left at the first line after ``@data``; ``what`` names what follows
+        it, for the error when there is no ``@data`` line.
+        """
+        for number, line in rows:
+            if not line.startswith("@"):
+                raise self.error(
+                    number,
+                    "expected a header line starting with '@' (or '#' for a comment) "
+                    f"before @data, got {line[:40]!r}",
+                )
+            key, *words = line[1:].split()
+            key = key.lower()
+            if key == "data":
+                return
+            yield number, key, words
+        raise self.error(None, f"expected an '@data' line before the {what}; found none")
+
     def error(self, number: int | None, message: str) -> ValueError:
         where = f"{self.path}, line {number}" if number is not None else self.path
         return ValueError(f"{where}: {message}")
@@ -333,19 +355,7 @@ def load_ts(path: str | os.PathLike[str]) -> Bunch:
     n_dims: int | None = None
     numbers: list[int] = []
     rows = iter(lines)
-    in_data = False
-    for number, line in rows:
-        if not line.startswith("@"):
-            raise lines.error(
-                number,
-                "expected a header line starting with '@' (or '#' for a comment) "
-                f"before @data, got {line[:40]!r}",
-            )
-        key, *words = line[1:].split()
-        key = key.lower()
-        if key == "data":
-            in_data = True
-            break
+    for number, key, words in lines.header(rows, "samples"):
         if key in _TS_BOOLEANS:
             header[key] = _parse_bool(lines, number, key, words)
         elif key in ("dimensions", "serieslength"):
@@ -361,8 +371,6 @@ def load_ts(path: str | os.PathLike[str]) -> Bunch:
             header[key] = _parse_bool(lines, number, key, words)
         # Other header lines (the archive has grown some over the years) carry nothing
         # this reader needs; they are skipped rather than refused.
-    if not in_data:
-        raise lines.error(None, "expected an '@data' line before the samples; found none")
     if header.get("timestamps"):
         raise lines.error(None, "'@timeStamps true' (time-stamped values) is not supported")
     if header.get("classlabel") and header.get("targetlabel"):
@@ -551,19 +559,7 @@ def load_tsf(path: str | os.PathLike[str]) -> Bunch:
     attributes: list[tuple[str, str]] = []
     header: dict[str, Any] = {}
     rows = iter(lines)
-    in_data = False
-    for number, line in rows:
-        if not line.startswith("@"):
-            raise lines.error(
-                number,
-                "expected a header line starting with '@' (or '#' for a comment) "
-                f"before @data, got {line[:40]!r}",
-            )
-        key, *words = line[1:].split()
-        key = key.lower()
-        if key == "data":
-            in_data = True
-            break
+    for number, key, words in lines.header(rows, "series"):
         if key == "attribute":
             if len(words) != 2 or words[1].lower() not in _TSF_TYPES:
                 raise lines.error(
@@ -581,8 +577,6 @@ def load_tsf(path: str | os.PathLike[str]) -> Bunch:
             header[key] = _parse_int(lines, number, key, words)
         elif key in ("frequency", "relation"):
             header[key] = " ".join(words)
-    if not in_data:
-        raise lines.error(None, "expected an '@data' line before the series; found none")
     if not attributes:
         raise lines.error(None, "expected at least one '@attribute' line before @data")
     values: list[list[str]] = [[] for _ in attributes]
