@@ -193,6 +193,9 @@ class OnnxSequenceModel:
         self.output_kind = metadata.get(fmt.KEY_OUTPUT_KIND, "")
         self.architecture = metadata.get(fmt.KEY_ARCHITECTURE, "")
         self.n_features_in_ = int(metadata[fmt.KEY_N_FEATURES])
+        network = json.loads(metadata.get(fmt.KEY_NETWORK, "{}"))
+        #: Longest sequence the network reads (lstm_fcn's dimension shuffle), or None.
+        self.max_timesteps = network.get("max_timesteps")
         self.states = json.loads(metadata.get(fmt.KEY_STREAMING, "[]"))
         self.streaming = bool(self.states)
         self.classes_ = None
@@ -222,6 +225,24 @@ class OnnxSequenceModel:
             f"{self.n_features_in_} features){where}>"
         )
 
+    def _checked(self, X: Any) -> np.ndarray:
+        """``X`` validated (:func:`check_batch`), and within ``max_timesteps``."""
+        X = check_batch(X, self.n_features_in_)
+        bound = self.max_timesteps
+        if bound is not None and X.shape[1] > bound:
+            # Steps past the bound are fine while they are padding (the graph cuts them).
+            data = ~np.isnan(X).all(axis=2)
+            longest = int((X.shape[1] - np.argmax(data[:, ::-1], axis=1)).max())
+            if longest > bound:
+                raise ValueError(
+                    f"this model reads at most max_timesteps={bound} steps per sequence "
+                    f"(architecture {self.architecture!r} with dimension_shuffle=True reads a "
+                    f"whole series as one input), but got a sequence of {longest} steps; "
+                    "refit on sequences that long or with "
+                    "architecture_options['dimension_shuffle']=False"
+                )
+        return X
+
     def _feeds(self, X: np.ndarray) -> dict[str, np.ndarray]:
         feeds = {self._input: X}
         for state in self.states:
@@ -236,7 +257,12 @@ class OnnxSequenceModel:
         padded steps); classification: labels from ``classes_``; transform: the
         features (as :meth:`transform`).
         """
-        if self._labels is not None or self.states or self.task != fmt.TASK_REGRESSION:
+        if (
+            self._labels is not None
+            or self.states
+            or self.task != fmt.TASK_REGRESSION
+            or self.max_timesteps is not None
+        ):
             return self._predict_other(X)
         # The hot path (a regression file), kept to one check and one run.
         return self._run(self._main, {self._input: check_batch(X, self.n_features_in_)})[0]
@@ -244,7 +270,7 @@ class OnnxSequenceModel:
     def _predict_other(self, X: Any) -> np.ndarray:
         if self.task == fmt.TASK_TRANSFORM:
             return self.transform(X)
-        out = self._run(self._main, self._feeds(check_batch(X, self.n_features_in_)))[0]
+        out = self._run(self._main, self._feeds(self._checked(X)))[0]
         return out if self._labels is None else out.astype(self._labels, copy=False)
 
     def predict_proba(self, X: Any) -> np.ndarray:
@@ -254,8 +280,7 @@ class OnnxSequenceModel:
                 f"predict_proba is only available for classifiers; this model's task is "
                 f"{self.task!r}"
             )
-        X = check_batch(X, self.n_features_in_)
-        return self._run(self._proba, self._feeds(X))[0]
+        return self._run(self._proba, self._feeds(self._checked(X)))[0]
 
     def transform(self, X: Any) -> np.ndarray:
         """Each sequence's encoding ``(n, n_features_out)`` (LSTMTransformer files);
@@ -266,13 +291,13 @@ class OnnxSequenceModel:
                 f"is {self.task!r}"
             )
         float32 = getattr(X, "dtype", None) == np.float32
-        X = check_batch(X, self.n_features_in_)
+        X = self._checked(X)
         out = self._run(self._main, self._feeds(X))[0]
         return out if float32 else out.astype(np.float64)
 
     def run(self, X: Any) -> dict[str, np.ndarray]:
         """Every output of the graph by name (validated input, zero initial state)."""
-        X = check_batch(X, self.n_features_in_)
+        X = self._checked(X)
         names = [o.name for o in self.session.get_outputs()]
         return dict(zip(names, self._run(names, self._feeds(X)), strict=True))
 

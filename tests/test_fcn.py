@@ -137,6 +137,24 @@ def test_shuffle_sizes_the_lstm_by_the_training_length_and_refuses_longer():
     assert_allclose(model.predict_proba(longer), model.predict_proba(_data(n=2)))
 
 
+@pytest.mark.parametrize("cls", [LSTMClassifier, LSTMRegressor])
+def test_runtime_keeps_the_bound_like_python(tmp_path, cls):
+    """Served from ONNX, a batch wider than max_timesteps is fine while the extra steps
+    are padding, and a longer sequence gets a message naming the bound, as in Python."""
+    X = _data()
+    y = np.arange(30) % 3 if cls is LSTMClassifier else X[:, 0, 0]
+    model = cls("lstm_fcn", architecture_options=TINY, **FAST).fit(X, y)
+    served = runtime.load(export(model, tmp_path / "m.onnx"))
+    assert served.max_timesteps == T
+    longer = np.concatenate([_data(n=3), np.full((3, 5, 2), np.nan)], axis=1)
+    longer[1, T - 2 :] = np.nan  # a ragged row too
+    assert_allclose(served.predict(longer), model.predict(longer), rtol=1e-4, atol=1e-5)
+    too_long = _data(n=2, t=T + 1)
+    for predict in (model.predict, served.predict):
+        with pytest.raises(ValueError, match=rf"max_timesteps={T}.*dimension_shuffle'\]=False"):
+            predict(too_long)
+
+
 def test_max_timesteps_option_lifts_the_bound_and_survives_warm_start():
     X = _data()
     options = {**TINY, "max_timesteps": 40}

@@ -108,12 +108,15 @@ def lower_fcn(body: Any, request: LoweringRequest) -> LoweredBody:
 
     layers = parse_layers(torch_rnn_layers(body.recurrent.rnn), type(body).__name__)
     if body.dimension_shuffle:
-        # Zero-pad time up to max_timesteps, as the body does. A longer input is left
-        # as it is, and the recurrent node then refuses its width: an error, never a
-        # silently truncated series.
+        # Zero-pad time up to max_timesteps, as the body does.
         missing = g.op("Sub", [g.ints([body.max_timesteps]), time])
         pads = g.op(
             "Concat", [g.ints([0, 0, 0, 0, 0]), g.op("Max", [missing, g.ints([0])])], axis=0
+        )
+        # A wider batch is cut back to the bound, as the body does: what lies past it
+        # is padding (seqpipe.runtime refuses longer valid sequences before the graph).
+        variables = g.op(
+            "Slice", [variables, g.ints([0]), g.ints([body.max_timesteps]), g.ints([2])]
         )
         lowered = lower_layers(
             layers,

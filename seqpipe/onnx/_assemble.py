@@ -106,6 +106,9 @@ def assemble(
         "lowering": lowering.name,
         "lowering_traced": lowering.traced,
         "local_scaling": est.local_scaling,
+        # A body that reads a fixed number of steps (lstm_fcn's dimension shuffle):
+        # the runtime refuses longer sequences with the same message as Python.
+        "max_timesteps": getattr(body, "max_timesteps", None),
     }
     fold = (
         lowering.folds_input_scaling and np.max(np.abs(final.center) / final.scale) <= _FOLD_LIMIT
