@@ -91,6 +91,24 @@ class SequenceModelBase(BaseEstimator):
         "warm_start": ["boolean"],
     }
 
+    def _validate_params(self) -> None:
+        """scikit-learn's constraint table, then what it cannot express."""
+        super()._validate_params()
+        for units in self.head_layers:
+            if isinstance(units, bool) or not isinstance(units, numbers.Integral) or units < 1:
+                raise ValueError(
+                    f"head_layers must hold positive integers (units of each hidden Dense "
+                    f"layer), got {tuple(self.head_layers)!r}"
+                )
+        optimizer = self.optimizer
+        if not isinstance(optimizer, str) and not (
+            isinstance(optimizer, type) and issubclass(optimizer, torch.optim.Optimizer)
+        ):
+            raise ValueError(
+                f"optimizer must be one of {sorted(OPTIMIZERS)} or a torch.optim.Optimizer "
+                f"subclass, got {optimizer!r}"
+            )
+
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.input_tags.three_d_array = True

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 from sklearn.utils._param_validation import InvalidParameterError
 
 from seqpipe import LSTMClassifier, LSTMRegressor, LSTMTransformer
@@ -106,6 +107,27 @@ def test_forecast_transformer_needs_two_steps(rng):
 def test_invalid_hyperparameters(params):
     with pytest.raises(InvalidParameterError):
         LSTMRegressor(**{**FAST, **params}).fit(np.zeros((3, 2, 1)), np.zeros(3))
+
+
+@pytest.mark.parametrize(
+    "params, match",
+    [
+        ({"head_layers": (0,)}, r"head_layers must hold positive integers.*\(0,\)"),
+        ({"head_layers": (2.5,)}, r"head_layers must hold positive integers"),
+        ({"head_layers": (-3,)}, r"head_layers must hold positive integers"),
+        ({"head_layers": (True,)}, r"head_layers must hold positive integers"),
+        ({"optimizer": dict}, r"optimizer must be one of .* torch.optim.Optimizer subclass"),
+    ],
+)
+@pytest.mark.parametrize("cls", [LSTMRegressor, LSTMClassifier, LSTMTransformer])
+def test_specs_the_constraint_table_cannot_express(cls, params, match):
+    with pytest.raises(ValueError, match=match):
+        cls(**{**FAST, **params}).fit(np.zeros((4, 2, 1)), np.array([0.0, 1.0, 0.0, 1.0]))
+
+
+def test_an_optimizer_class_is_accepted():
+    model = LSTMRegressor(**{**FAST, "optimizer": torch.optim.SGD})
+    assert isinstance(model.fit(np.zeros((4, 2, 1)), np.zeros(4)).optimizer_, torch.optim.SGD)
 
 
 def test_rnn_rejects_gated_activation():
