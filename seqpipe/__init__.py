@@ -28,6 +28,7 @@ if TYPE_CHECKING:  # what the lazy names are, for type checkers and IDEs
     from seqpipe.regressor import LSTMRegressor
     from seqpipe.transformer import LSTMTransformer
 
+from seqpipe._install import missing_module_hint
 from seqpipe._version import __version__
 
 #: Public name -> module that defines it.
@@ -66,7 +67,15 @@ __all__ = [
 def __getattr__(name: str) -> Any:
     module = _LAZY.get(name)
     if module is not None:
-        value = getattr(importlib.import_module(module), name)
+        try:
+            value = getattr(importlib.import_module(module), name)
+        except ModuleNotFoundError as exc:
+            # The runtime-only install: say which install brings the name, not just
+            # "No module named 'torch'".
+            hint = missing_module_hint(exc)
+            if hint is None:
+                raise
+            raise ModuleNotFoundError(f"seqpipe.{name} {hint}", name=exc.name) from exc
     elif not name.startswith("__") and importlib.util.find_spec(f"seqpipe.{name}") is not None:
         # `import seqpipe; seqpipe.plugins.reset()` kept working when imports were eager.
         value = importlib.import_module(f"seqpipe.{name}")

@@ -22,6 +22,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "seqpipe"
 LAYERS: dict[str, int] = {
     # 0 contracts: what plugins, files and everything else agree on
     "seqpipe._version": 0,
+    "seqpipe._install": 0,
     "seqpipe._format": 0,
     "seqpipe.hookspecs": 0,
     "seqpipe.architectures.spec": 0,
