@@ -7,9 +7,13 @@
     seqpipe info MODEL.onnx [--json]
     seqpipe plugins
 
-``predict`` and ``info`` need only numpy and onnxruntime (no torch). ``plugins``
-lists the installed architecture plugins, what each provides and any that failed
-to load. Input files:
+``predict`` and ``info`` need only numpy and onnxruntime (the runtime-only
+install); ``export`` and ``plugins`` need the full one (``seqpipe-ml[train]``) and
+say so in one line where it is missing. ``plugins`` lists the installed
+architecture plugins, what each provides and any that failed to load.
+
+``export`` loads its input with joblib/pickle, which runs code stored in the file:
+export only files from a source you trust. Input files:
 
 * ``.npy``: a 3-D array ``(n_samples, n_timesteps, n_features)``, or 2-D
   ``(n_samples, n_timesteps)`` for a one-feature model; NaN-pad shorter sequences
@@ -19,10 +23,18 @@ to load. Input files:
   ``n_timesteps * n_features`` numbers; shorter sequences leave trailing cells empty
   (or ``nan``). A first row that is not numeric is taken as a header and skipped.
 
-Output: ``.npy`` keeps the shape; ``.csv`` (and the default, stdout) writes one row
-per sequence, per-step outputs flattened the same way as the input.
+CSV files are read as UTF-8 (a byte-order mark, as spreadsheets write, is skipped).
 
-Errors print ``seqpipe: error: ...`` to stderr and exit with status 1 (2 for usage).
+Output: ``.npy`` keeps the shape; ``.csv`` (and the default, stdout) writes one row
+per sequence, per-step outputs flattened the same way as the input. String labels
+go to ``.npy`` as a fixed-width unicode array (no pickle).
+
+Errors (bad files, unwritable or full disks, a missing part of the install) print
+one line ``seqpipe: error: ...`` to stderr and exit with status 1 (2 for usage);
+never a traceback. ``info`` escapes non-printable characters (terminal escape
+sequences in a crafted file's metadata are shown, not obeyed), and so does the
+error line.
+
 Subcommands are registered in :data:`COMMANDS`; adding one is adding a function
 and a parser there.
 """
@@ -30,9 +42,12 @@ and a parser there.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
+import errno
 import io
 import json
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -40,15 +55,48 @@ from typing import Any
 
 import numpy as np
 
+from seqpipe._install import missing_module_hint
+from seqpipe._version import __version__
+
 
 class CommandError(Exception):
     """A problem with the user's files or arguments, reported without a traceback."""
 
 
+#: Said wherever a pickle is loaded: unpickling runs code the file's author chose.
+TRUST_WARNING = (
+    "The model file is loaded with joblib/pickle, which runs code stored in it: "
+    "export only files from a source you trust"
+)
+
+
+def _cannot(action: str, path: str | os.PathLike, exc: OSError) -> CommandError:
+    """``cannot write out.csv: folder out does not exist`` for an OSError on ``path``."""
+    if exc.errno is None and str(exc):
+        return CommandError(str(exc))  # seqpipe's own message, naming path and problem
+    if isinstance(exc, FileNotFoundError) and action == "write":
+        reason = f"folder {Path(path).parent} does not exist"
+    elif isinstance(exc, IsADirectoryError):
+        reason = "it is a folder; give a file name"
+    else:  # permissions, a read-only file system, a full disk: the system's words
+        reason = exc.strerror or os.strerror(exc.errno or errno.EIO)
+    return CommandError(f"cannot {action} {path}: {reason}")
+
+
 # --- export ------------------------------------------------------------------------
 def _add_export(sub: Any) -> None:
-    p = sub.add_parser("export", help="write a fitted model (joblib/pickle) as an ONNX file")
-    p.add_argument("model", help="fitted estimator or pipeline saved with joblib.dump or pickle")
+    p = sub.add_parser(
+        "export",
+        help="write a fitted model (joblib/pickle) as an ONNX file",
+        description="Write a fitted model or pipeline as one verified ONNX file. "
+        + TRUST_WARNING
+        + ".",
+    )
+    p.add_argument(
+        "model",
+        help="fitted estimator or pipeline saved with joblib.dump or pickle "
+        "(from a trusted source: loading it runs code)",
+    )
     p.add_argument("output", help="ONNX file to write (replaced atomically)")
     p.add_argument("--opset", type=int, default=None, help="ONNX opset (default 18)")
     p.add_argument("--streaming", action="store_true", help="add recurrent state inputs/outputs")
@@ -69,6 +117,8 @@ def _cmd_export(args: argparse.Namespace) -> int:
         )
     except (TypeError, ValueError) as exc:
         raise CommandError(str(exc)) from None
+    except OSError as exc:
+        raise _cannot("write", args.output, exc) from None
     print(f"wrote {path}")
     return 0
 
@@ -76,7 +126,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
 def _load_pickle(path: Path) -> Any:
     if not path.is_file():
         raise CommandError(f"no such file: {path}")
-    try:
+    try:  # runs code from the file by design: TRUST_WARNING, in --help and the README
         import joblib
 
         return joblib.load(path)
@@ -85,6 +135,8 @@ def _load_pickle(path: Path) -> Any:
 
         with path.open("rb") as handle:
             return pickle.load(handle)
+    except OSError as exc:
+        raise _cannot("read", path, exc) from None
     except Exception as exc:
         raise CommandError(f"{path} is not a joblib/pickle file of a fitted model: {exc}") from None
 
@@ -125,6 +177,8 @@ def read_input(path: Path, n_features: int) -> np.ndarray:
             return np.load(path, allow_pickle=False)
         except ValueError as exc:
             raise CommandError(f"{path} is not a numeric .npy file: {exc}") from None
+        except OSError as exc:
+            raise _cannot("read", path, exc) from None
     if suffix != ".csv":
         raise CommandError(f"input must be a .csv or .npy file, got {path.name!r}")
     rows = _read_csv_rows(path)
@@ -141,8 +195,31 @@ def read_input(path: Path, n_features: int) -> np.ndarray:
 
 
 def _read_csv_rows(path: Path) -> list[list[float]]:
+    try:
+        return _parse_csv_rows(path)
+    except UnicodeDecodeError:
+        raise CommandError(_not_utf8(path)) from None
+    except OSError as exc:
+        raise _cannot("read", path, exc) from None
+
+
+def _not_utf8(path: Path) -> str:
+    """Where ``path`` stops being UTF-8 (the reader's error counts from its buffer)."""
+    raw = path.read_bytes()
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        byte = raw[exc.start : exc.start + 1].hex()
+        return f"{path}, line {line}: not UTF-8 text (byte 0x{byte}); save the file as UTF-8"
+    return f"{path} is not UTF-8 text; save the file as UTF-8"
+
+
+def _parse_csv_rows(path: Path) -> list[list[float]]:
     rows: list[list[float]] = []
-    with path.open(newline="") as handle:
+    # utf-8-sig: spreadsheets start UTF-8 CSV with a byte-order mark, which would make
+    # the first row non-numeric and drop it silently as a "header".
+    with path.open(newline="", encoding="utf-8-sig") as handle:
         for number, row in enumerate(csv.reader(handle), start=1):
             cells = [c.strip() for c in row]
             while cells and cells[-1] == "":
@@ -163,7 +240,9 @@ def _read_csv_rows(path: Path) -> list[list[float]]:
 def write_output(result: np.ndarray, output: str | None) -> None:
     """Write ``result`` to ``output`` (.npy or .csv) or as CSV to stdout."""
     if output is not None and output.lower().endswith(".npy"):
-        np.save(output, result, allow_pickle=False)
+        array = _without_objects(result, output)
+        # An open file, not the name: np.save would append ".npy" to a name.
+        _write_file(output, "wb", lambda handle: np.save(handle, array, allow_pickle=False))
         return
     if output is not None and not output.lower().endswith(".csv"):
         raise CommandError(f"output must be a .csv or .npy file, got {output!r}")
@@ -175,7 +254,44 @@ def write_output(result: np.ndarray, output: str | None) -> None:
     if output is None:
         sys.stdout.write(buffer.getvalue())
     else:
-        Path(output).write_text(buffer.getvalue())
+        _write_file(output, "w", lambda handle: handle.write(buffer.getvalue()))
+
+
+def _write_file(output: str, mode: str, write: Callable[[Any], object]) -> None:
+    """Open ``output`` and ``write`` to it; any OSError becomes one clear line.
+
+    A write that fails after the file was opened (a full disk) removes the file:
+    a truncated result must not pass for a result. A file that could not be opened
+    (read-only, no permission) is left alone.
+    """
+    try:
+        handle = open(output, mode, **({} if "b" in mode else {"encoding": "utf-8"}))
+    except OSError as exc:
+        raise _cannot("write", output, exc) from None
+    try:
+        with handle:
+            write(handle)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            os.unlink(output)
+        raise _cannot("write", output, exc) from None
+
+
+def _without_objects(result: np.ndarray, output: str) -> np.ndarray:
+    """``result`` without object dtype, which ``.npy`` can hold only as a pickle.
+
+    Labels come back as objects when the classifier was fitted on an object array
+    (pandas strings); string labels become a fixed-width unicode array.
+    """
+    if result.dtype != object:
+        return result
+    if all(isinstance(v, str) for v in result.flat):
+        return result.astype(str)
+    kinds = sorted({type(v).__name__ for v in result.flat})
+    raise CommandError(
+        f"cannot write {output}: the labels are Python objects ({', '.join(kinds)}), "
+        "which .npy holds only as a pickle; write a .csv instead"
+    )
 
 
 # --- info --------------------------------------------------------------------------
@@ -227,8 +343,24 @@ def _cmd_info(args: argparse.Namespace) -> int:
         )
     else:
         lines.append("verified:      no")
-    print("\n".join(lines))
+    print("\n".join(printable(line) for line in lines))
     return 0
+
+
+def printable(text: str) -> str:
+    r"""``text`` with every non-printable character escaped as in ``repr``.
+
+    A file's metadata is text its author chose: an ANSI escape sequence in it would
+    otherwise be obeyed by the terminal (rewrite the screen, set its title, ...).
+
+    Examples
+    --------
+    >>> print(printable("model \x1b[2J\tok é"))
+    model \x1b[2J\tok é
+    """
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 def _shape(shape: Sequence[Any]) -> str:
@@ -242,6 +374,8 @@ def _load_model(path: str, providers: str | None) -> Any:
         return runtime.load(path, providers)
     except (FileNotFoundError, ValueError) as exc:
         raise CommandError(str(exc)) from None
+    except OSError as exc:
+        raise _cannot("read", path, exc) from None
 
 
 # --- plugins -----------------------------------------------------------------------
@@ -272,6 +406,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="seqpipe",
         description="seqpipe: export and serve sequence models as ONNX, list plugins",
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for add, _ in COMMANDS.values():
         add(sub)
@@ -284,8 +419,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return COMMANDS[args.command][1](args)
     except CommandError as exc:
-        print(f"seqpipe: error: {exc}", file=sys.stderr)
-        return 1
+        message = str(exc)
+    except ModuleNotFoundError as exc:
+        hint = missing_module_hint(exc)
+        if hint is None:
+            raise  # not the runtime-only install: a real bug, keep its traceback
+        message = f"'seqpipe {args.command}' {hint}"
+    except OSError as exc:
+        # Files and disks the paths above did not foresee: still the user's
+        # environment, so one line, not a traceback.
+        message = str(exc) or type(exc).__name__
+    except KeyboardInterrupt:
+        return 130  # Ctrl-C: the shell's convention, 128 + SIGINT
+    print(f"seqpipe: error: {printable(message)}", file=sys.stderr)
+    return 1
 
 
 if __name__ == "__main__":  # pragma: no cover
