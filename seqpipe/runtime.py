@@ -28,6 +28,7 @@ the CPU with a warning when ``allow_cpu_fallback=True``.
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import os
@@ -39,8 +40,21 @@ import onnxruntime as ort
 
 from seqpipe import _format as fmt
 from seqpipe._runtime_checks import CPU, check_batch, resolve_providers, wants_cuda
+from seqpipe._session_cache import (
+    SessionCache,
+    SessionCacheInfo,
+    options_from_state,
+    options_state,
+    session_key,
+)
 
-__all__ = ["OnnxSequenceModel", "Stream", "load"]
+__all__ = [
+    "OnnxSequenceModel",
+    "Stream",
+    "clear_session_cache",
+    "load",
+    "session_cache_info",
+]
 
 #: Newest file format this runtime understands.
 SUPPORTED_FORMAT = int(fmt.FORMAT_VERSION)
@@ -75,6 +89,9 @@ def load(
     Returns
     -------
     OnnxSequenceModel
+        Picklable: it travels as the file's bytes and these options, and the
+        receiving process reuses one session per content and options (see
+        :class:`OnnxSequenceModel`).
 
     Raises
     ------
@@ -99,20 +116,48 @@ def load(
     >>> bool(np.allclose(model.predict(X), est.predict(X), atol=1e-5))
     True
     """
+    file_path = None
     if isinstance(path, (bytes, bytearray)):
-        source: Any = bytes(path)
+        data = bytes(path)
         where = "the given bytes"
     else:
-        source = os.fspath(path)
-        where = repr(source)
-        if not os.path.isfile(source):
+        file_path = os.fspath(path)
+        where = repr(file_path)
+        if not os.path.isfile(file_path):
             raise FileNotFoundError(f"no ONNX model at {where}")
+        # The bytes, not the path, feed the session: a pickle then carries exactly
+        # what was loaded, even if the file changes later.
+        with open(file_path, "rb") as handle:
+            data = handle.read()
+    settings = {
+        "providers": copy.deepcopy(providers),  # the caller's list may change later
+        "allow_cpu_fallback": bool(allow_cpu_fallback),
+        "intra_op_num_threads": None if intra_op_num_threads is None else int(intra_op_num_threads),
+        "session_options": None if session_options is None else options_state(session_options),
+    }
+    # A caller's own SessionOptions may hold what cannot be read back from it (custom
+    # ops, initializers), so two of them cannot be told apart: its session is its own.
+    return _open(data, where, file_path, settings, session_options, shared=session_options is None)
+
+
+def _open(
+    data: bytes,
+    where: str,
+    file_path: str | None,
+    settings: dict[str, Any],
+    session_options: ort.SessionOptions | None,
+    shared: bool,
+) -> OnnxSequenceModel:
+    """:func:`load`'s work once the bytes are read (also what unpickling runs)."""
+    providers = settings["providers"]
+    allow_cpu_fallback = settings["allow_cpu_fallback"]
+    intra_op_num_threads = settings["intra_op_num_threads"]
     available = ort.get_available_providers()
     resolved = resolve_providers(providers, available)
     options = session_options or ort.SessionOptions()
     if intra_op_num_threads is not None:
         options.intra_op_num_threads = int(intra_op_num_threads)
-    session = _session(source, where, options, resolved)
+    session = _session(data, where, options, resolved, shared)
     metadata = _seqpipe_metadata(session, where)
     if wants_cuda(resolved):
         unsupported = json.loads(metadata.get(fmt.KEY_CUDA_UNSUPPORTED, "[]"))
@@ -126,24 +171,82 @@ def load(
                 raise ValueError(
                     f"{message} Run it with providers='cpu', or pass allow_cpu_fallback=True"
                 )
-            warnings.warn(f"{message} Running it on the CPU instead.", RuntimeWarning, stacklevel=2)
+            # stacklevel 3: the caller of load(), above _open.
+            warnings.warn(f"{message} Running it on the CPU instead.", RuntimeWarning, stacklevel=3)
             resolved = [CPU]
-            session = _session(source, where, options, resolved)
+            session = _session(data, where, options, resolved, shared)
         elif "CUDAExecutionProvider" not in session.get_providers():
+            if shared:  # a CPU-only session must not answer the next request for CUDA
+                _SESSIONS.discard(session_key(data, resolved, options))
             raise ValueError(
                 f"CUDA was requested but onnxruntime could not start it for {where} (it runs "
                 f"on {session.get_providers()}); check the CUDA/cuDNN installation"
             )
-    return OnnxSequenceModel(session, metadata, source if isinstance(source, str) else None)
+    model = OnnxSequenceModel(session, metadata, file_path)
+    model._source = (data, settings)
+    return model
+
+
+#: This process's sessions, shared by every model loaded or unpickled with the same
+#: bytes and options (see seqpipe/_session_cache.py).
+_SESSIONS = SessionCache()
 
 
 def _session(
-    source: Any, where: str, options: ort.SessionOptions, providers: list[Any]
+    data: bytes, where: str, options: ort.SessionOptions, providers: list[Any], shared: bool
 ) -> ort.InferenceSession:
-    try:
-        return ort.InferenceSession(source, sess_options=options, providers=providers)
-    except Exception as exc:  # onnxruntime raises its own pybind exception types
-        raise ValueError(f"{where} is not a valid ONNX model onnxruntime can run: {exc}") from None
+    def build() -> ort.InferenceSession:
+        try:
+            session = ort.InferenceSession(data, sess_options=options, providers=providers)
+        except Exception as exc:  # onnxruntime raises its own pybind exception types
+            raise ValueError(
+                f"{where} is not a valid ONNX model onnxruntime can run: {exc}"
+            ) from None
+        if shared:
+            _seqpipe_metadata(session, where)  # only seqpipe files enter the cache
+        return session
+
+    return _SESSIONS.get(session_key(data, providers, options), build) if shared else build()
+
+
+def _unpickle(data: bytes, settings: dict[str, Any], file_path: str | None) -> OnnxSequenceModel:
+    """Rebuild a pickled :class:`OnnxSequenceModel` (see its ``__reduce__``)."""
+    state = settings["session_options"]
+    options = None if state is None else options_from_state(state)
+    where = "a pickled model" + (f" (loaded from {file_path!r})" if file_path else "")
+    # Options rebuilt from their recorded state are fully known, so always shared.
+    return _open(data, where, file_path, settings, options, shared=True)
+
+
+def session_cache_info() -> SessionCacheInfo:
+    """How often this process reused an onnxruntime session instead of building one.
+
+    Every :func:`load` without ``session_options`` and every unpickled model goes
+    through a per-process cache keyed by the model's bytes (SHA-256) and its load
+    options, so a Dask, joblib, multiprocessing, Spark or Ray worker that unpickles
+    one model per task builds one session.
+
+    Returns
+    -------
+    SessionCacheInfo
+        ``(hits, misses, sessions, max_idle)``: sessions reused, sessions built,
+        sessions alive now, and how many unused sessions the cache keeps alive
+        (the most recently used; more than that are freed with their last model).
+
+    Examples
+    --------
+    >>> from seqpipe import runtime
+    >>> info = runtime.session_cache_info()
+    >>> info.max_idle
+    8
+    """
+    return _SESSIONS.info()
+
+
+def clear_session_cache() -> None:
+    """Drop the cache's references and reset its counters (loaded models keep their
+    sessions; the next load or unpickle builds a new one)."""
+    _SESSIONS.clear()
 
 
 def _seqpipe_metadata(session: ort.InferenceSession, where: str) -> dict[str, str]:
@@ -183,7 +286,30 @@ class OnnxSequenceModel:
         The graph input that takes ``X``.
     output_name : str
         The graph output ``predict`` (or ``transform``) returns.
+    model_bytes : bytes or None
+        The file's bytes (None for a model built around a session by hand).
+    load_options : dict or None
+        The options :func:`load` was given, as keyword arguments for it.
+
+    Notes
+    -----
+    **Pickling.** A model from :func:`load` pickles (``pickle``, ``cloudpickle``,
+    ``joblib``) as ``model_bytes`` plus ``load_options`` (providers, CPU fallback,
+    threads, and the ``SessionOptions`` settings onnxruntime lets one read back:
+    every property and the config entries in
+    ``seqpipe._session_cache.CONFIG_KEYS``; not custom op libraries or
+    initializers), so Dask, joblib, multiprocessing, Spark UDFs and Ray take it as
+    it is. Unpickling runs :func:`load` on them in the receiving process, through a
+    per-process cache (:func:`session_cache_info`): a worker that unpickles the
+    model once per task builds one ``InferenceSession``. ``providers="cuda"``
+    means CUDA on the machine that unpickles (with ``CUDA_VISIBLE_DEVICES`` there
+    choosing the device). Models loaded with the same bytes and options share one
+    session (onnxruntime sessions are thread-safe); one loaded with its own
+    ``session_options`` object keeps a session of its own.
     """
+
+    #: ``(bytes, load settings)`` for pickling; set by :func:`load`.
+    _source: tuple[bytes, dict[str, Any]] | None = None
 
     def __init__(self, session: ort.InferenceSession, metadata: dict[str, str], path: str | None):
         self.session = session
@@ -217,6 +343,33 @@ class OnnxSequenceModel:
         self._input = self.input_name
         self._run = session.run
         self._labels = None if self.classes_ is None else self.classes_.dtype
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        if self._source is None:
+            raise TypeError(
+                "this OnnxSequenceModel was built around an InferenceSession by hand, and "
+                "onnxruntime sessions do not pickle; make it with seqpipe.runtime.load(path "
+                "or bytes), whose models pickle as the file's bytes and load options"
+            )
+        data, settings = self._source
+        return (_unpickle, (data, settings, self.path))
+
+    @property
+    def model_bytes(self) -> bytes | None:
+        """The file's bytes, as loaded (None for a model built around a session by hand)."""
+        return None if self._source is None else self._source[0]
+
+    @property
+    def load_options(self) -> dict[str, Any] | None:
+        """The options :func:`load` was given, so that ``load(model.model_bytes,
+        **model.load_options)`` is the same model (what unpickling does); None for a
+        model built around a session by hand."""
+        if self._source is None:
+            return None
+        settings = copy.deepcopy(self._source[1])
+        state = settings["session_options"]
+        settings["session_options"] = None if state is None else options_from_state(state)
+        return settings
 
     def __repr__(self) -> str:
         where = f" from {self.path!r}" if self.path else ""
