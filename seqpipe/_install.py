@@ -22,6 +22,9 @@ TRAIN_MODULES = frozenset({"torch", "sklearn", "onnx", "pluggy"})
 #: What to run to get the full install, as a user would type it.
 FULL_INSTALL = f'pip install "{DISTRIBUTION}[{TRAIN_EXTRA}]"'
 
+#: What :mod:`seqpipe.dask` needs (dask.array and distributed), as a user would type it.
+DASK_INSTALL = f'pip install "{DISTRIBUTION}[dask]"'
+
 
 def missing_module_hint(exc: ModuleNotFoundError) -> str | None:
     """Say what to install when ``exc`` is a module of the full install.

@@ -32,6 +32,7 @@ LAYERS: dict[str, int] = {
     "seqpipe._sequence_rules": 1,
     "seqpipe._sequences": 1,
     "seqpipe._runtime_checks": 1,
+    "seqpipe._session_cache": 1,
     "seqpipe._targets": 1,
     "seqpipe._devices": 1,
     "seqpipe._local_scaling": 1,
@@ -74,6 +75,7 @@ LAYERS: dict[str, int] = {
     "seqpipe.testing": 5,
     "seqpipe.cli": 5,
     "seqpipe.demo": 5,
+    "seqpipe.dask": 5,
 }
 
 #: Private modules another package module may import by design (a documented seam).
