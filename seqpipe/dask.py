@@ -26,7 +26,7 @@ from seqpipe import _format as fmt
 from seqpipe import runtime
 from seqpipe._install import DASK_INSTALL
 
-__all__ = ["predict_dask"]
+__all__ = ["FileOnWorkers", "predict_dask"]
 
 METHODS = ("predict", "predict_proba", "transform")
 
@@ -36,6 +36,8 @@ def predict_dask(
     X: Any,
     *,
     method: str = "predict",
+    providers: Any = None,
+    allow_cpu_fallback: bool = False,
     intra_op_num_threads: int | None = None,
 ) -> Any:
     """Lazy predictions for a Dask array of sequences.
@@ -56,6 +58,13 @@ def predict_dask(
     method : {"predict", "predict_proba", "transform"}, default="predict"
         What to compute; ``predict_proba`` for classifiers, ``transform`` for
         ``LSTMTransformer`` files.
+    providers : None, "cpu", "cuda" or list, default=None
+        Where the workers run a file given as a path or bytes, as in
+        :func:`seqpipe.runtime.load`. It is loaded on the workers, so ``"cuda"``
+        needs a GPU there only, not here (here the file is read on the CPU for its
+        metadata). A loaded model runs as it was loaded to run.
+    allow_cpu_fallback : bool, default=False
+        As in :func:`seqpipe.runtime.load`, with ``providers``.
     intra_op_num_threads : int, optional
         onnxruntime threads per task, for file models. Default: the model's own
         setting when it was loaded with one, else 1, because Dask already runs one
@@ -124,25 +133,36 @@ def predict_dask(
             "X.compute_chunk_sizes() first"
         )
     if isinstance(model, (str, os.PathLike, bytes, bytearray)):
-        threads = 1 if intra_op_num_threads is None else intra_op_num_threads
-        model = runtime.load(model, intra_op_num_threads=threads)
+        described = runtime.load(model)  # here, on the CPU: for the metadata only
+        shipped: Any = FileOnWorkers(
+            described.model_bytes,
+            providers=providers,
+            allow_cpu_fallback=allow_cpu_fallback,
+            intra_op_num_threads=1 if intra_op_num_threads is None else intra_op_num_threads,
+        )
+    elif providers is not None or allow_cpu_fallback:
+        raise ValueError(
+            "providers and allow_cpu_fallback apply to a model given as a path or bytes (it "
+            "is then loaded on the workers); a loaded model runs as it was loaded to run"
+        )
     elif isinstance(model, runtime.OnnxSequenceModel):
         _check_pickles(model)
-        model = _with_threads(model, intra_op_num_threads)
+        described = shipped = _with_threads(model, intra_op_num_threads)
     else:
         if not callable(getattr(model, method, None)):
             raise AttributeError(f"{type(model).__name__} has no method {method!r}")
         _check_pickles(model)
+        described, shipped = None, model
     # Whole sequences per block: a sequence cut along time would be scored as two.
     X = X.rechunk({axis: -1 for axis in range(1, X.ndim)})
-    if isinstance(model, runtime.OnnxSequenceModel):
-        trailing, dtype = _file_layout(model, method, X)
+    if described is not None:
+        trailing, dtype = _file_layout(described, method, X)
     else:
         trailing, dtype = _probed_layout(model, method, X)
     import dask
 
     # One graph key for the model: sent to each worker once, not with every task.
-    shared = dask.delayed(model, name=f"seqpipe-model-{uuid.uuid4().hex}", pure=True)
+    shared = dask.delayed(shipped, name=f"seqpipe-model-{uuid.uuid4().hex}", pure=True)
     inputs = "ntf"[: X.ndim]
     outputs = "n" + "abc"[: len(trailing)]
     return da.blockwise(
@@ -161,6 +181,53 @@ def predict_dask(
         meta=np.empty((0,) * len(outputs), dtype=dtype),
         token=f"seqpipe-{method.replace('_', '-')}",
     )
+
+
+class FileOnWorkers:
+    """An exported file that each worker process loads, on first use, with
+    :func:`seqpipe.runtime.load` (through its per-process session cache).
+
+    What :func:`predict_dask` sends for a model given as a path or bytes: the
+    bytes and load options travel, and no session is needed where the graph is
+    built (a client without a GPU can send a model to run on GPU workers).
+
+    Parameters
+    ----------
+    data : bytes
+        The ``.onnx`` file's bytes.
+    **load_options
+        Keyword arguments for :func:`seqpipe.runtime.load` (``providers``,
+        ``allow_cpu_fallback``, ``intra_op_num_threads``).
+    """
+
+    def __init__(self, data: bytes, **load_options: Any) -> None:
+        self.data = data
+        self.load_options = load_options
+        self._model: runtime.OnnxSequenceModel | None = None
+
+    @property
+    def model(self) -> runtime.OnnxSequenceModel:
+        """The loaded model (loaded here on first use)."""
+        if self._model is None:
+            # Concurrent first uses in one process get one session from the cache.
+            self._model = runtime.load(self.data, **self.load_options)
+        return self._model
+
+    @property
+    def session(self) -> Any:
+        return self.model.session
+
+    def predict(self, X: Any) -> np.ndarray:
+        return self.model.predict(X)
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        return self.model.predict_proba(X)
+
+    def transform(self, X: Any) -> np.ndarray:
+        return self.model.transform(X)
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"data": self.data, "load_options": self.load_options, "_model": None}
 
 
 def _dask_array() -> Any:

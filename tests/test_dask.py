@@ -277,6 +277,8 @@ def test_predict_dask_takes_paths_bytes_and_estimators(client, files, X):
     local = runtime.load(path).predict_proba(X)
     for source in (path, str(path), path.read_bytes()):
         np.testing.assert_array_equal(predict_dask(source, dX, method="predict_proba"), local)
+    y = predict_dask(path, dX, method="predict_proba", providers=["CPUExecutionProvider"])
+    np.testing.assert_array_equal(y, local)
     # An estimator: the layout is probed on the first sequence, labels keep classes_' dtype.
     y = predict_dask(est, dX)
     assert y.dtype == est.classes_.dtype and y.shape == (N,)
@@ -354,6 +356,18 @@ def test_searches_under_the_dask_backend_equal_one_process(search, client, X):
 # --- errors -----------------------------------------------------------------------
 
 
+@pytest.mark.skipif(
+    "CUDAExecutionProvider" in ort.get_available_providers(), reason="needs a CPU-only client"
+)
+def test_a_path_is_loaded_on_the_workers_with_their_providers(files):
+    # This client has no CUDA, yet the graph builds: the file is loaded where the
+    # tasks run, and there (here too: same process) the missing provider is named.
+    y = predict_dask(files["single"][1], da.zeros((4, T, F), chunks=2), providers="cuda")
+    assert y.shape == (4,)
+    with pytest.raises(ValueError, match="'CUDAExecutionProvider' was requested"):
+        y.compute(scheduler="sync")
+
+
 def test_predict_dask_errors_name_the_problem(files, monkeypatch):
     model = runtime.load(files["single"][1])
     with pytest.raises(
@@ -366,6 +380,8 @@ def test_predict_dask_errors_name_the_problem(files, monkeypatch):
         predict_dask(model, da.zeros((4, T, F), chunks=2), method="score")
     with pytest.raises(ValueError, match=r"must be \(n_samples, n_timesteps, n_features\)"):
         predict_dask(model, da.zeros((4, T, F, 1), chunks=2))
+    with pytest.raises(ValueError, match="providers and allow_cpu_fallback apply to a model"):
+        predict_dask(model, da.zeros((4, T, F), chunks=2), providers="cpu")
     monkeypatch.setitem(sys.modules, "dask.array", None)
     with pytest.raises(ModuleNotFoundError, match=r'needs dask.*pip install "seqpipe-ml\[dask\]"'):
         predict_dask(model, np.zeros((4, T, F)))
