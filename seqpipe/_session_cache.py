@@ -156,13 +156,15 @@ class SessionCache:
                     return session
             try:
                 session = build()
-            finally:
+            except BaseException:
                 with self._lock:
                     self._building.pop(key, None)
-            with self._lock:
+                raise
+            with self._lock:  # stored before the key stops being "building": no 2nd build
                 self._misses += 1
                 self._alive[key] = session
                 self._remember(key, session)
+                self._building.pop(key, None)
             return session
 
     def discard(self, key: Hashable) -> None:
