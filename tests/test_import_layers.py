@@ -38,6 +38,7 @@ LAYERS: dict[str, int] = {
     "seqpipe.runtime": 1,
     # 2 bodies and the registry
     "seqpipe.architectures.padding": 2,
+    "seqpipe.architectures.initialization": 2,
     "seqpipe.architectures.activations": 2,
     "seqpipe.architectures.recurrences": 2,
     "seqpipe.architectures.cells": 2,
