@@ -51,6 +51,7 @@ LAYERS: dict[str, int] = {
     "seqpipe._training": 2,
     # 3 estimators and what works on them
     "seqpipe._base": 3,
+    "seqpipe._output": 3,
     "seqpipe.regressor": 3,
     "seqpipe.classifier": 3,
     "seqpipe.transformer": 3,
