@@ -20,7 +20,7 @@ from sklearn.utils.validation import check_is_fitted
 from seqpipe._devices import copy_to_cpu, resolve_device
 from seqpipe._local_scaling import LOCAL_SCALINGS, scale_windows, window_stats
 from seqpipe._network import HEAD_ACTIVATIONS, Seq2SeqNetwork, SequenceNetwork
-from seqpipe._sequences import check_sequences
+from seqpipe._sequences import check_feature_names, check_sequences
 from seqpipe._targets import TargetLayout
 from seqpipe._training import LR_SCHEDULES, LoopSettings, LossFn, TensorData, train_epochs
 from seqpipe.architectures.spec import BodyConfig
@@ -120,7 +120,9 @@ class SequenceModelBase(BaseEstimator):
     def _validate_X(self, X: Any, *, reset: bool) -> tuple[np.ndarray, np.ndarray | None]:
         if not reset:
             check_is_fitted(self)
+        source = X
         X, lengths = check_sequences(X, n_features=None if reset else self.n_features_in_)
+        check_feature_names(self, source, reset=reset)
         if reset:
             self.n_features_in_ = X.shape[2]
         elif X.shape[2] != self.n_features_in_:

@@ -22,6 +22,8 @@ from typing import Any
 
 import numpy as np
 
+from seqpipe._frames import read_long_frame
+
 __all__ = [
     "LAYOUTS",
     "SequenceBatch",
@@ -84,7 +86,9 @@ def validate_sequences(
     Parameters
     ----------
     X : array-like, list of array-like, or pandas object
-        Sequence data in one of the layouts of :data:`LAYOUTS`.
+        Sequence data in one of the layouts of :data:`LAYOUTS`, or a long-format
+        DataFrame (a row MultiIndex (instance, time), one column per feature), read
+        as the list of its instances by :func:`seqpipe._frames.read_long_frame`.
     dtype : dtype or tuple of dtypes, default=np.float32
         Float dtype of the result. A tuple keeps an input dtype found in it and
         converts anything else to its first entry (as scikit-learn's
@@ -119,6 +123,9 @@ def validate_sequences(
     if X is None:
         raise ValueError(f"X is None; {LAYOUTS}.")
     _reject_sparse(X, "X")
+    frame = read_long_frame(X)  # None unless X is a pandas object with a MultiIndex
+    if frame is not None:
+        X = frame.sequences
     if _is_sequence_list(X):
         return _validate_list(X, dtype, n_features, keep_list, copy, writeable)
     if isinstance(X, (list, tuple)) and len(X) == 0:

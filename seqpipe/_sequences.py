@@ -6,6 +6,8 @@ Accepted: a 3-D array ``(n_samples, n_timesteps, n_features)``; a 2-D array
 array may be NaN-padded at the end of the time axis (steps where *every* feature is
 NaN); NaN anywhere else, and inf anywhere, is an error. Sparse matrices are a
 TypeError, recognised in :mod:`seqpipe._sequence_rules` without importing scipy.
+A long-format DataFrame (row MultiIndex (instance, time), one column per feature) is
+read per instance (:mod:`seqpipe._frames`), and its columns are the feature names.
 """
 
 from __future__ import annotations
@@ -13,7 +15,9 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+from sklearn.utils.validation import _check_feature_names
 
+from seqpipe._frames import is_long_frame
 from seqpipe._sequence_rules import validate_sequences
 
 
@@ -46,6 +50,28 @@ def check_sequences(
     """
     batch = validate_sequences(X, dtype=dtype, n_features=n_features)
     return batch.data, batch.lengths
+
+
+def check_feature_names(estimator: Any, X: Any, *, reset: bool) -> None:
+    """Set (``reset``) or check ``estimator.feature_names_in_`` the scikit-learn way.
+
+    Only a long-format frame names features: its columns are the features. The
+    columns of a 2-D frame are time steps, whose number may change between fit and
+    predict, so arrays, lists and 2-D frames count as input without feature names.
+    scikit-learn's own check runs on that, with its messages: a ``ValueError``
+    listing unseen and missing names (or a changed order) at predict, and its
+    warnings when only one of fit and predict had names.
+
+    Parameters
+    ----------
+    estimator : estimator
+        Gets ``feature_names_in_`` (reset) or has it checked.
+    X : object
+        The input as the user passed it.
+    reset : bool
+        True in ``fit``: set the names, or delete names of an earlier fit.
+    """
+    _check_feature_names(estimator, X if is_long_frame(X) else None, reset=reset)
 
 
 def check_finite_targets(y: np.ndarray, valid_steps: np.ndarray | None = None) -> None:
