@@ -231,6 +231,9 @@ class OnnxSequenceModel:
         self.states = contract.states
         self.streaming = bool(self.states)
         self.classes_ = contract.classes
+        # Fewest steps of a training sequence: a one-feature window passed alone as
+        # (n, 1) reads as n one-step sequences, which the validator warns about.
+        self._shortest_fit = contract.shortest_fit
         main = {
             fmt.TASK_REGRESSION: fmt.OUTPUT_REGRESSION,
             fmt.TASK_CLASSIFICATION: fmt.OUTPUT_LABEL,
@@ -253,7 +256,7 @@ class OnnxSequenceModel:
 
     def _checked(self, X: Any) -> np.ndarray:
         """``X`` validated (:func:`check_batch`), and within ``max_timesteps``."""
-        X = check_batch(X, self.n_features_in_)
+        X = check_batch(X, self.n_features_in_, self._shortest_fit)
         bound = self.max_timesteps
         if bound is not None and X.shape[1] > bound:
             # Steps past the bound are fine while they are padding (the graph cuts them).
@@ -291,7 +294,9 @@ class OnnxSequenceModel:
         ):
             return self._predict_other(X)
         # The hot path (a regression file), kept to one check and one run.
-        return self._run(self._main, {self._input: check_batch(X, self.n_features_in_)})[0]
+        return self._run(
+            self._main, {self._input: check_batch(X, self.n_features_in_, self._shortest_fit)}
+        )[0]
 
     def _predict_other(self, X: Any) -> np.ndarray:
         if self.task == fmt.TASK_TRANSFORM:

@@ -163,6 +163,9 @@ def build_metadata(plan: ExportPlan, assembled: AssembledGraph) -> dict[str, str
         fmt.KEY_STREAMING: json.dumps(assembled.states),
         fmt.KEY_NETWORK: json.dumps(assembled.network),
     }
+    shortest_fit = getattr(est, "_shortest_fit", None)  # absent in models fitted before it
+    if shortest_fit is not None:
+        metadata[fmt.KEY_SHORTEST_FIT] = str(int(shortest_fit))
     if assembled.task == fmt.TASK_CLASSIFICATION:
         classes = np.asarray(est.classes_)
         values, _ = class_tensor(classes)
