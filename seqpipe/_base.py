@@ -121,10 +121,17 @@ class SequenceModelBase(BaseEstimator):
         if not reset:
             check_is_fitted(self)
         source = X
-        X, lengths = check_sequences(X, n_features=None if reset else self.n_features_in_)
+        X, lengths = check_sequences(
+            X,
+            n_features=None if reset else self.n_features_in_,
+            shortest_fit=None if reset else getattr(self, "_shortest_fit", None),
+        )
         check_feature_names(self, source, reset=reset)
         if reset:
             self.n_features_in_ = X.shape[2]
+            # Kept for the single-window warning (a 2-D (n, 1) X at predict time) and
+            # written into exported files for the runtime's.
+            self._shortest_fit = int(X.shape[1] if lengths is None else lengths.min())
         elif X.shape[2] != self.n_features_in_:
             raise ValueError(
                 f"X has {X.shape[2]} features, but {type(self).__name__} is expecting "

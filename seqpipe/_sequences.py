@@ -22,7 +22,11 @@ from seqpipe._sequence_rules import validate_sequences
 
 
 def check_sequences(
-    X: Any, *, dtype: type = np.float32, n_features: int | None = None
+    X: Any,
+    *,
+    dtype: type = np.float32,
+    n_features: int | None = None,
+    shortest_fit: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """Validate sequence input and return ``(X3d, lengths)``.
 
@@ -40,6 +44,9 @@ def check_sequences(
         Features the fitted estimator expects; a 2-D ``X`` (one feature) for an
         estimator with more gets the shared reshape message. A 3-D width mismatch
         is left to the caller, whose message names the estimator.
+    shortest_fit : int, default=None
+        Fewest time steps of a sequence the estimator was fitted on; a 2-D
+        ``(n, 1)`` X then gets the shared single-window warning.
 
     Returns
     -------
@@ -48,7 +55,7 @@ def check_sequences(
     lengths : ndarray of int64 or None
         Each sequence's valid length, or None when no sequence is padded.
     """
-    batch = validate_sequences(X, dtype=dtype, n_features=n_features)
+    batch = validate_sequences(X, dtype=dtype, n_features=n_features, shortest_fit=shortest_fit)
     return batch.data, batch.lengths
 
 

@@ -36,6 +36,8 @@ LAYERS: dict[str, int] = {
     "seqpipe._targets": 1,
     "seqpipe._devices": 1,
     "seqpipe._local_scaling": 1,
+    "seqpipe._atomic": 1,
+    "seqpipe._file_contract": 1,
     "seqpipe.runtime": 1,
     # 2 bodies and the registry
     "seqpipe.architectures.padding": 2,
