@@ -14,6 +14,7 @@ import importlib.util
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # what the lazy names are, for type checkers and IDEs
+    from seqpipe._sequence_rules import SingleWindowWarning
     from seqpipe.architectures.spec import ArchitectureSpec, BodyConfig
     from seqpipe.classifier import LSTMClassifier
     from seqpipe.hookspecs import hookimpl
@@ -45,6 +46,7 @@ _LAZY = {
     "unregister_plugin": "seqpipe.plugins",
     "LSTMRegressor": "seqpipe.regressor",
     "LSTMTransformer": "seqpipe.transformer",
+    "SingleWindowWarning": "seqpipe._sequence_rules",
 }
 
 __all__ = [
@@ -53,6 +55,7 @@ __all__ = [
     "LSTMClassifier",
     "LSTMRegressor",
     "LSTMTransformer",
+    "SingleWindowWarning",
     "__version__",
     "get_architecture",
     "hookimpl",

@@ -20,7 +20,7 @@ from sklearn.utils.validation import check_is_fitted
 from seqpipe._devices import copy_to_cpu, resolve_device
 from seqpipe._local_scaling import LOCAL_SCALINGS, scale_windows, window_stats
 from seqpipe._network import HEAD_ACTIVATIONS, Seq2SeqNetwork, SequenceNetwork
-from seqpipe._sequences import check_sequences
+from seqpipe._sequences import check_feature_names, check_sequences
 from seqpipe._targets import TargetLayout
 from seqpipe._training import LR_SCHEDULES, LoopSettings, LossFn, TensorData, train_epochs
 from seqpipe.architectures.spec import BodyConfig
@@ -120,9 +120,18 @@ class SequenceModelBase(BaseEstimator):
     def _validate_X(self, X: Any, *, reset: bool) -> tuple[np.ndarray, np.ndarray | None]:
         if not reset:
             check_is_fitted(self)
-        X, lengths = check_sequences(X, n_features=None if reset else self.n_features_in_)
+        source = X
+        X, lengths = check_sequences(
+            X,
+            n_features=None if reset else self.n_features_in_,
+            shortest_fit=None if reset else getattr(self, "_shortest_fit", None),
+        )
+        check_feature_names(self, source, reset=reset)
         if reset:
             self.n_features_in_ = X.shape[2]
+            # Kept for the single-window warning (a 2-D (n, 1) X at predict time) and
+            # written into exported files for the runtime's.
+            self._shortest_fit = int(X.shape[1] if lengths is None else lengths.min())
         elif X.shape[2] != self.n_features_in_:
             raise ValueError(
                 f"X has {X.shape[2]} features, but {type(self).__name__} is expecting "

@@ -23,7 +23,14 @@ strings; ``*_JSON`` keys hold JSON):
 * ``seqpipe.network``: JSON description (hidden size, layers, ...; how it was lowered);
 * ``seqpipe.cuda_unsupported``: JSON list of graph features onnxruntime's CUDA
   kernels would silently ignore (the runtime refuses CUDA for such files);
-* ``seqpipe.verified``: JSON summary of the parity check run at export.
+* ``seqpipe.verified``: JSON summary of the parity check run at export;
+* ``seqpipe.shortest_fit_sequence`` (optional): the fewest time steps of any
+  sequence the model was fitted on, so the runtime can warn, as the estimator
+  does, when a one-feature window passed alone is read as many one-step
+  sequences.
+
+:mod:`seqpipe._file_contract` checks every value (types, sizes, the graph)
+before the runtime serves a file.
 """
 
 from __future__ import annotations
@@ -45,6 +52,7 @@ KEY_STREAMING = "seqpipe.streaming"
 KEY_NETWORK = "seqpipe.network"
 KEY_CUDA_UNSUPPORTED = "seqpipe.cuda_unsupported"
 KEY_VERIFIED = "seqpipe.verified"
+KEY_SHORTEST_FIT = "seqpipe.shortest_fit_sequence"
 
 INPUT = "X"
 OUTPUT_REGRESSION = "y"

@@ -23,7 +23,7 @@ _FLOAT32 = np.dtype(np.float32)
 _FLOAT32_MAX_SQUARED = float(np.finfo(np.float32).max) ** 2
 
 
-def check_batch(X: Any, n_features: int) -> np.ndarray:
+def check_batch(X: Any, n_features: int, shortest_fit: int | None = None) -> np.ndarray:
     """``X`` as a C-contiguous float32 ``(n, T, n_features)`` array, or a clear error.
 
     A float32 C-contiguous 3-D array of the right width (what a service usually
@@ -36,6 +36,10 @@ def check_batch(X: Any, n_features: int) -> np.ndarray:
         Sequences in any layout the estimators accept.
     n_features : int
         Features per time step the model expects.
+    shortest_fit : int, optional
+        Fewest time steps of a sequence the model was fitted on: a 2-D ``(n, 1)``
+        X then gets the shared single-window warning (see
+        :func:`seqpipe._sequence_rules.validate_sequences`).
 
     Returns
     -------
@@ -50,7 +54,7 @@ def check_batch(X: Any, n_features: int) -> np.ndarray:
         or not X.flags.c_contiguous
         or 0 in X.shape
     ):
-        return _convert(X, n_features)
+        return _convert(X, n_features, shortest_fit)
     # One BLAS dot product instead of isfinite().all() (a third of the cost on small
     # batches): a NaN or inf anywhere makes it non-finite, and so does overflow from
     # huge finite values, which check_padding then lets pass.
@@ -59,7 +63,7 @@ def check_batch(X: Any, n_features: int) -> np.ndarray:
     return X
 
 
-def _convert(X: Any, n_features: int) -> np.ndarray:
+def _convert(X: Any, n_features: int, shortest_fit: int | None) -> np.ndarray:
     """Everything but the fast path: full validation, then the model's width."""
     if (
         type(X) is np.ndarray
@@ -88,7 +92,9 @@ def _convert(X: Any, n_features: int) -> np.ndarray:
             # validator would run this very check on this very array.
             check_padding(cast)
             return cast
-    X = validate_sequences(X, dtype=np.float32, n_features=n_features).data
+    X = validate_sequences(
+        X, dtype=np.float32, n_features=n_features, shortest_fit=shortest_fit
+    ).data
     if X.shape[2] != n_features:
         raise ValueError(
             f"X has {X.shape[2]} features per time step, but this model expects {n_features}"

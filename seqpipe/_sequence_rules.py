@@ -6,6 +6,13 @@ The rule: sequences are a 3-D array ``(n_samples, n_timesteps, n_features)``, a
 only as padding: whole time steps (every feature NaN) at the end of a sequence.
 No inf, no empty data.
 
+A 2-D array is always ``(n_samples, n_timesteps)``, so one window of a
+multivariate series passed alone, ``(n_timesteps, n_features)``, is refused with
+a message that says so and gives the fix, ``X[None]``; and one window of a
+univariate series passed as a column ``(n_timesteps, 1)`` is ``n_timesteps``
+sequences of one step, which gets a warning when the model was fitted on longer
+sequences (callers pass ``shortest_fit``).
+
 Every caller goes through :func:`validate_sequences` (or, on the runtime's fast
 path, :func:`check_padding`), so one bad input gives one message everywhere.
 
@@ -16,15 +23,21 @@ torch, scipy, scikit-learn and onnx are not installed.
 from __future__ import annotations
 
 import math
+import os
+import sys
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from seqpipe._frames import read_long_frame
+
 __all__ = [
     "LAYOUTS",
     "SequenceBatch",
+    "SingleWindowWarning",
     "check_padding",
     "validate_sequences",
 ]
@@ -46,6 +59,13 @@ _RESHAPE_HINT = (
 )
 
 DTypes = Any  # a numpy dtype-like, or a tuple of them (keep these, else convert to the first)
+
+_PACKAGE = os.path.dirname(os.path.abspath(__file__)) + os.sep
+
+
+class SingleWindowWarning(UserWarning):
+    """A 2-D ``(n, 1)`` X read as ``n`` one-step sequences by a model fitted on longer
+    ones: most likely one window of ``n`` steps passed alone (pass ``X[None]``)."""
 
 
 @dataclass(frozen=True)
@@ -78,13 +98,16 @@ def validate_sequences(
     keep_list: bool = False,
     copy: bool = False,
     writeable: bool = False,
+    shortest_fit: int | None = None,
 ) -> SequenceBatch:
     """Check ``X`` against the sequence data rule and convert it to a float batch.
 
     Parameters
     ----------
     X : array-like, list of array-like, or pandas object
-        Sequence data in one of the layouts of :data:`LAYOUTS`.
+        Sequence data in one of the layouts of :data:`LAYOUTS`, or a long-format
+        DataFrame (a row MultiIndex (instance, time), one column per feature), read
+        as the list of its instances by :func:`seqpipe._frames.read_long_frame`.
     dtype : dtype or tuple of dtypes, default=np.float32
         Float dtype of the result. A tuple keeps an input dtype found in it and
         converts anything else to its first entry (as scikit-learn's
@@ -101,6 +124,11 @@ def validate_sequences(
         Never return memory shared with ``X``.
     writeable : bool, default=False
         Copy read-only input so the result may be modified in place.
+    shortest_fit : int, default=None
+        Fewest time steps of any sequence the model was fitted on. When it is
+        above 1, a 2-D ``X`` of shape ``(n, 1)`` with ``n > 1`` (``n`` one-step
+        sequences, most likely one window of ``n`` steps passed alone) gets a
+        :class:`SingleWindowWarning` naming the fix, ``X[None]``.
 
     Returns
     -------
@@ -119,6 +147,9 @@ def validate_sequences(
     if X is None:
         raise ValueError(f"X is None; {LAYOUTS}.")
     _reject_sparse(X, "X")
+    frame = read_long_frame(X)  # None unless X is a pandas object with a MultiIndex
+    if frame is not None:
+        X = frame.sequences
     if _is_sequence_list(X):
         return _validate_list(X, dtype, n_features, keep_list, copy, writeable)
     if isinstance(X, (list, tuple)) and len(X) == 0:
@@ -158,11 +189,9 @@ def validate_sequences(
         )
     one_feature = source.ndim == 2
     if one_feature and n_features is not None and n_features != 1:
-        raise ValueError(
-            f"X is 2-D with shape {shape}, which means (n_samples, n_timesteps) with one "
-            f"feature, but {n_features} features per time step are expected; pass a 3-D "
-            f"array (n_samples, n_timesteps, {n_features})."
-        )
+        raise ValueError(_two_d_for_many_features(shape, n_features))
+    if one_feature and shape[1] == 1 and shape[0] > 1 and (shortest_fit or 0) > 1:
+        _warn_outside_seqpipe(_one_step_sequences(shape, shortest_fit))
     source = source[:, :, None] if one_feature else source
     if _narrows(source, dtype):
         with np.errstate(over="ignore", invalid="ignore"):
@@ -249,6 +278,39 @@ def _raise_first(X: np.ndarray, nan: np.ndarray, padding: np.ndarray, first_samp
 
 
 # --- helpers -----------------------------------------------------------------------
+
+
+def _two_d_for_many_features(shape: tuple[int, ...], n_features: int) -> str:
+    message = (
+        f"X is 2-D with shape {shape}, which means (n_samples, n_timesteps) with one "
+        f"feature, but {n_features} features per time step are expected; pass a 3-D "
+        f"array (n_samples, n_timesteps, {n_features})."
+    )
+    if shape[1] == n_features:
+        # The likely mistake: one window (n_timesteps, n_features) passed alone.
+        message += (
+            f" If X is a single sequence of {shape[0]} time steps with {n_features} "
+            f"features each, pass X[None], of shape (1, {shape[0]}, {n_features})."
+        )
+    return message
+
+
+def _one_step_sequences(shape: tuple[int, ...], shortest_fit: int) -> str:
+    return (
+        f"X is 2-D with shape {shape}, which means {shape[0]} sequences of 1 time step "
+        f"each (a 2-D X is (n_samples, n_timesteps) for one feature), but the model was "
+        f"fitted on sequences of at least {shortest_fit} time steps. If X is a single "
+        f"sequence of {shape[0]} time steps, pass X[None], of shape (1, {shape[0]}, 1); "
+        "pass one-step sequences as a 3-D array (n_samples, 1, 1) to silence this warning."
+    )
+
+
+def _warn_outside_seqpipe(message: str) -> None:
+    """Warn, attributed to the first caller outside seqpipe (the user's line)."""
+    frame, level = sys._getframe(1), 2
+    while frame is not None and frame.f_code.co_filename.startswith(_PACKAGE):
+        frame, level = frame.f_back, level + 1
+    warnings.warn(message, SingleWindowWarning, stacklevel=level)
 
 
 def _finite(X: np.ndarray) -> bool:

@@ -6,6 +6,8 @@ Accepted: a 3-D array ``(n_samples, n_timesteps, n_features)``; a 2-D array
 array may be NaN-padded at the end of the time axis (steps where *every* feature is
 NaN); NaN anywhere else, and inf anywhere, is an error. Sparse matrices are a
 TypeError, recognised in :mod:`seqpipe._sequence_rules` without importing scipy.
+A long-format DataFrame (row MultiIndex (instance, time), one column per feature) is
+read per instance (:mod:`seqpipe._frames`), and its columns are the feature names.
 """
 
 from __future__ import annotations
@@ -13,12 +15,18 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+from sklearn.utils.validation import _check_feature_names
 
+from seqpipe._frames import is_long_frame
 from seqpipe._sequence_rules import validate_sequences
 
 
 def check_sequences(
-    X: Any, *, dtype: type = np.float32, n_features: int | None = None
+    X: Any,
+    *,
+    dtype: type = np.float32,
+    n_features: int | None = None,
+    shortest_fit: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """Validate sequence input and return ``(X3d, lengths)``.
 
@@ -36,6 +44,9 @@ def check_sequences(
         Features the fitted estimator expects; a 2-D ``X`` (one feature) for an
         estimator with more gets the shared reshape message. A 3-D width mismatch
         is left to the caller, whose message names the estimator.
+    shortest_fit : int, default=None
+        Fewest time steps of a sequence the estimator was fitted on; a 2-D
+        ``(n, 1)`` X then gets the shared single-window warning.
 
     Returns
     -------
@@ -44,8 +55,30 @@ def check_sequences(
     lengths : ndarray of int64 or None
         Each sequence's valid length, or None when no sequence is padded.
     """
-    batch = validate_sequences(X, dtype=dtype, n_features=n_features)
+    batch = validate_sequences(X, dtype=dtype, n_features=n_features, shortest_fit=shortest_fit)
     return batch.data, batch.lengths
+
+
+def check_feature_names(estimator: Any, X: Any, *, reset: bool) -> None:
+    """Set (``reset``) or check ``estimator.feature_names_in_`` the scikit-learn way.
+
+    Only a long-format frame names features: its columns are the features. The
+    columns of a 2-D frame are time steps, whose number may change between fit and
+    predict, so arrays, lists and 2-D frames count as input without feature names.
+    scikit-learn's own check runs on that, with its messages: a ``ValueError``
+    listing unseen and missing names (or a changed order) at predict, and its
+    warnings when only one of fit and predict had names.
+
+    Parameters
+    ----------
+    estimator : estimator
+        Gets ``feature_names_in_`` (reset) or has it checked.
+    X : object
+        The input as the user passed it.
+    reset : bool
+        True in ``fit``: set the names, or delete names of an earlier fit.
+    """
+    _check_feature_names(estimator, X if is_long_frame(X) else None, reset=reset)
 
 
 def check_finite_targets(y: np.ndarray, valid_steps: np.ndarray | None = None) -> None:

@@ -117,6 +117,8 @@ class LSTMClassifier(ClassifierMixin, SequenceModelBase):
         Epoch whose weights were restored by early stopping.
     n_features_in_ : int
         Features per time step seen in ``fit``.
+    feature_names_in_ : ndarray of str objects of shape (n_features_in_,)
+        The columns of a long-format DataFrame seen in ``fit``; only defined then.
     x_mean_, x_scale_ : ndarray of shape (n_features_in_,)
         Input standardization learned in ``fit`` (0 and 1 with ``scale_X=False``).
 

@@ -110,6 +110,8 @@ class LSTMRegressor(RegressorMixin, SequenceModelBase):
         Per-epoch ``train_loss`` (and ``valid_loss``), in scaled units.
     n_features_in_ : int
         Features per time step seen in ``fit``.
+    feature_names_in_ : ndarray of str objects of shape (n_features_in_,)
+        The columns of a long-format DataFrame seen in ``fit``; only defined then.
     n_epochs_ : int
         Epochs run so far.
     best_epoch_ : int or None

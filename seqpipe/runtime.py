@@ -29,7 +29,6 @@ the CPU with a warning when ``allow_cpu_fallback=True``.
 from __future__ import annotations
 
 import copy
-import json
 import math
 import os
 import warnings
@@ -39,6 +38,7 @@ import numpy as np
 import onnxruntime as ort
 
 from seqpipe import _format as fmt
+from seqpipe._file_contract import FileContract, read_contract
 from seqpipe._runtime_checks import CPU, check_batch, resolve_providers, wants_cuda
 from seqpipe._session_cache import (
     SessionCache,
@@ -98,8 +98,17 @@ def load(
     FileNotFoundError
         No such file.
     ValueError
-        Not an ONNX file, not written by seqpipe, or the requested provider is not
-        available or cannot run this file correctly.
+        Not an ONNX file onnxruntime can load (truncated, damaged), not written by
+        seqpipe, breaking the file contract (metadata that is malformed, out of
+        bounds or disagrees with the graph; the message names the key and what was
+        expected), or the requested provider is not available or cannot run this
+        file correctly.
+
+    Notes
+    -----
+    Nothing in the metadata is trusted before it is checked against a schema and
+    against the graph (``seqpipe._file_contract``), so loading any file takes
+    bounded time and memory beyond onnxruntime's own.
 
     Examples
     --------
@@ -157,10 +166,17 @@ def _open(
     options = session_options or ort.SessionOptions()
     if intra_op_num_threads is not None:
         options.intra_op_num_threads = int(intra_op_num_threads)
-    session = _session(data, where, options, resolved, shared)
-    metadata = _seqpipe_metadata(session, where)
+    key = session_key(data, resolved, options) if shared else None
+    session = _session(data, where, options, resolved, key)
+    metadata = dict(session.get_modelmeta().custom_metadata_map)
+    try:
+        contract = read_contract(metadata, session.get_inputs(), session.get_outputs(), where)
+    except ValueError:
+        if key is not None:  # only files that can be served stay in the cache
+            _SESSIONS.discard(key)
+        raise
     if wants_cuda(resolved):
-        unsupported = json.loads(metadata.get(fmt.KEY_CUDA_UNSUPPORTED, "[]"))
+        unsupported = contract.cuda_unsupported
         if unsupported:
             message = (
                 f"the model in {where} uses {', '.join(unsupported)}, which onnxruntime's CUDA "
@@ -174,15 +190,16 @@ def _open(
             # stacklevel 3: the caller of load(), above _open.
             warnings.warn(f"{message} Running it on the CPU instead.", RuntimeWarning, stacklevel=3)
             resolved = [CPU]
-            session = _session(data, where, options, resolved, shared)
+            key = session_key(data, resolved, options) if shared else None
+            session = _session(data, where, options, resolved, key)
         elif "CUDAExecutionProvider" not in session.get_providers():
-            if shared:  # a CPU-only session must not answer the next request for CUDA
-                _SESSIONS.discard(session_key(data, resolved, options))
+            if key is not None:  # a CPU-only session must not answer the next CUDA request
+                _SESSIONS.discard(key)
             raise ValueError(
                 f"CUDA was requested but onnxruntime could not start it for {where} (it runs "
                 f"on {session.get_providers()}); check the CUDA/cuDNN installation"
             )
-    model = OnnxSequenceModel(session, metadata, file_path)
+    model = OnnxSequenceModel(session, metadata, file_path, contract=contract)
     model._source = (data, settings)
     return model
 
@@ -193,20 +210,39 @@ _SESSIONS = SessionCache()
 
 
 def _session(
-    data: bytes, where: str, options: ort.SessionOptions, providers: list[Any], shared: bool
+    data: bytes, where: str, options: ort.SessionOptions, providers: list[Any], key: Any
 ) -> ort.InferenceSession:
-    def build() -> ort.InferenceSession:
-        try:
-            session = ort.InferenceSession(data, sess_options=options, providers=providers)
-        except Exception as exc:  # onnxruntime raises its own pybind exception types
-            raise ValueError(
-                f"{where} is not a valid ONNX model onnxruntime can run: {exc}"
-            ) from None
-        if shared:
-            _seqpipe_metadata(session, where)  # only seqpipe files enter the cache
-        return session
+    """A new session, or (with a cache ``key``) the one this process already has."""
+    if key is None:
+        return _checked_session(data, where, options, providers)
+    return _SESSIONS.get(key, lambda: _checked_session(data, where, options, providers))
 
-    return _SESSIONS.get(session_key(data, providers, options), build) if shared else build()
+
+def _checked_session(
+    data: bytes, where: str, options: ort.SessionOptions, providers: list[Any]
+) -> ort.InferenceSession:
+    try:
+        return _new_session(data, options, providers)
+    except Exception as exc:  # onnxruntime raises its own pybind exception types
+        # onnxruntime's own words are kept (they say what is wrong: truncated
+        # protobuf, a bad node...), but cut short: they may quote the file.
+        detail = str(exc)
+        detail = repr(detail if len(detail) <= 500 else detail[:500] + " ...")
+    if wants_cuda(providers):
+        # Whether the file or CUDA failed: the file alone, on the CPU.
+        try:
+            _new_session(data, options, [CPU])
+        except Exception:
+            pass
+        else:
+            raise ValueError(
+                f"CUDA was requested but onnxruntime could not start it for {where}: {detail}; "
+                "check the CUDA/cuDNN installation, or use providers='cpu'"
+            )
+    raise ValueError(
+        f"{where} is not a valid ONNX model onnxruntime can run (truncated, damaged or not "
+        f"ONNX): {detail}"
+    )
 
 
 def _unpickle(data: bytes, settings: dict[str, Any], file_path: str | None) -> OnnxSequenceModel:
@@ -249,20 +285,14 @@ def clear_session_cache() -> None:
     _SESSIONS.clear()
 
 
-def _seqpipe_metadata(session: ort.InferenceSession, where: str) -> dict[str, str]:
-    metadata = dict(session.get_modelmeta().custom_metadata_map)
-    version = metadata.get(fmt.KEY_FORMAT)
-    if version is None:
-        raise ValueError(
-            f"{where} is an ONNX model but was not written by seqpipe.onnx.export (it has no "
-            f"{fmt.KEY_FORMAT!r} metadata); use onnxruntime.InferenceSession directly"
-        )
-    if not version.isdigit() or int(version) > SUPPORTED_FORMAT:
-        raise ValueError(
-            f"{where} uses seqpipe file format {version}, newer than this runtime reads "
-            f"({SUPPORTED_FORMAT}); upgrade seqpipe"
-        )
-    return metadata
+def _new_session(
+    source: Any, options: ort.SessionOptions, providers: list[Any]
+) -> ort.InferenceSession:
+    # enable_fallback=0: on a failure onnxruntime would otherwise print a banner to
+    # stdout (where `seqpipe predict` writes its results) and retry on the CPU.
+    return ort.InferenceSession(
+        source, sess_options=options, providers=providers, enable_fallback=0
+    )
 
 
 class OnnxSequenceModel:
@@ -311,32 +341,38 @@ class OnnxSequenceModel:
     #: ``(bytes, load settings)`` for pickling; set by :func:`load`.
     _source: tuple[bytes, dict[str, Any]] | None = None
 
-    def __init__(self, session: ort.InferenceSession, metadata: dict[str, str], path: str | None):
+    def __init__(
+        self,
+        session: ort.InferenceSession,
+        metadata: dict[str, str],
+        path: str | None,
+        *,
+        contract: FileContract | None = None,
+    ):
+        if contract is None:
+            where = repr(path) if path else "the model"
+            contract = read_contract(metadata, session.get_inputs(), session.get_outputs(), where)
         self.session = session
         self.metadata = metadata
         self.path = path
-        self.task = metadata[fmt.KEY_TASK]
-        self.output_kind = metadata.get(fmt.KEY_OUTPUT_KIND, "")
-        self.architecture = metadata.get(fmt.KEY_ARCHITECTURE, "")
-        self.n_features_in_ = int(metadata[fmt.KEY_N_FEATURES])
-        network = json.loads(metadata.get(fmt.KEY_NETWORK, "{}"))
+        self.task = contract.task
+        self.output_kind = contract.output_kind
+        self.architecture = contract.architecture
+        self.n_features_in_ = contract.n_features
         #: Longest sequence the network reads (lstm_fcn's dimension shuffle), or None.
-        self.max_timesteps = network.get("max_timesteps")
-        self.states = json.loads(metadata.get(fmt.KEY_STREAMING, "[]"))
+        self.max_timesteps = contract.max_timesteps
+        self.states = contract.states
         self.streaming = bool(self.states)
-        self.classes_ = None
-        if self.task == fmt.TASK_CLASSIFICATION:
-            dtype = np.dtype(metadata.get(fmt.KEY_CLASSES_DTYPE, "O"))
-            self.classes_ = np.asarray(json.loads(metadata[fmt.KEY_CLASSES]), dtype=dtype)
-        names = {o.name for o in session.get_outputs()}
+        self.classes_ = contract.classes
+        # Fewest steps of a training sequence: a one-feature window passed alone as
+        # (n, 1) reads as n one-step sequences, which the validator warns about.
+        self._shortest_fit = contract.shortest_fit
         main = {
             fmt.TASK_REGRESSION: fmt.OUTPUT_REGRESSION,
             fmt.TASK_CLASSIFICATION: fmt.OUTPUT_LABEL,
             fmt.TASK_TRANSFORM: fmt.OUTPUT_FEATURES,
-        }.get(self.task)
-        if main not in names:
-            raise ValueError(f"the model has no {main!r} output for task {self.task!r}")
-        self.input_name = session.get_inputs()[0].name
+        }[self.task]
+        self.input_name = fmt.INPUT
         self.output_name = main
         self._main = [main]
         self._proba = [fmt.OUTPUT_PROBA]
@@ -380,7 +416,7 @@ class OnnxSequenceModel:
 
     def _checked(self, X: Any) -> np.ndarray:
         """``X`` validated (:func:`check_batch`), and within ``max_timesteps``."""
-        X = check_batch(X, self.n_features_in_)
+        X = check_batch(X, self.n_features_in_, self._shortest_fit)
         bound = self.max_timesteps
         if bound is not None and X.shape[1] > bound:
             # Steps past the bound are fine while they are padding (the graph cuts them).
@@ -418,7 +454,9 @@ class OnnxSequenceModel:
         ):
             return self._predict_other(X)
         # The hot path (a regression file), kept to one check and one run.
-        return self._run(self._main, {self._input: check_batch(X, self.n_features_in_)})[0]
+        return self._run(
+            self._main, {self._input: check_batch(X, self.n_features_in_, self._shortest_fit)}
+        )[0]
 
     def _predict_other(self, X: Any) -> np.ndarray:
         if self.task == fmt.TASK_TRANSFORM:

@@ -12,12 +12,15 @@ from sklearn.utils._param_validation import StrOptions
 from sklearn.utils.multiclass import type_of_target
 
 from seqpipe._base import SequenceModelBase, feature_stats
+from seqpipe._output import SequenceOutputMixin
 from seqpipe._sequences import step_mask
 from seqpipe._targets import TargetLayout, as_matrix, check_regression_targets
 from seqpipe._training import cross_entropy_loss, mse_loss
 
 
-class LSTMTransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, SequenceModelBase):
+class LSTMTransformer(
+    SequenceOutputMixin, ClassNamePrefixFeaturesOutMixin, TransformerMixin, SequenceModelBase
+):
     """Recurrent encoder whose ``transform`` returns each sequence's final hidden
     state, so any scikit-learn model can sit behind it.
 
@@ -119,12 +122,21 @@ class LSTMTransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Sequenc
         Epoch whose weights were restored by early stopping.
     n_features_in_ : int
         Features per time step seen in ``fit``.
+    feature_names_in_ : ndarray of str objects of shape (n_features_in_,)
+        The columns of a long-format DataFrame seen in ``fit``; only defined then.
     x_mean_, x_scale_ : ndarray of shape (n_features_in_,)
         Input standardization learned in ``fit`` (0 and 1 with ``scale_X=False``).
 
     See Also
     --------
     seqpipe.LSTMRegressor, seqpipe.LSTMClassifier : the same networks as predictors.
+
+    Notes
+    -----
+    With ``set_output(transform="pandas")`` (or a Pipeline's), ``transform`` returns a
+    DataFrame with columns ``get_feature_names_out()`` (``lstmtransformer0``, ...),
+    indexed like ``X`` when ``X`` is a DataFrame, and by the instance labels when
+    ``X`` is a long-format frame (one row per instance).
 
     Examples
     --------
@@ -277,9 +289,14 @@ class LSTMTransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Sequenc
             TargetLayout("per_step", X.shape[2]),
         )
 
-    def transform(self, X: Any) -> np.ndarray:
-        """Each sequence's final hidden state, shape ``(n_samples, n_features_out)``."""
+    def transform(self, X: Any) -> Any:
+        """Each sequence's final hidden state, shape ``(n_samples, n_features_out)``.
+
+        An array, or a DataFrame under ``set_output(transform="pandas")`` (see Notes).
+        """
         # Keep float32 input float32, as scikit-learn transformers do; else float64.
         dtype = np.float32 if getattr(X, "dtype", None) == np.float32 else np.float64
+        source = X
         X, lengths = self._validate_X(X, reset=False)
-        return self._forward(X, lengths, encode=True).astype(dtype, copy=False)
+        out = self._forward(X, lengths, encode=True).astype(dtype, copy=False)
+        return self._wrap_output(out, source)

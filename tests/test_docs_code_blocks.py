@@ -340,8 +340,13 @@ def test_every_init_parameter_is_documented(cls):
 
 @pytest.mark.parametrize("cls", ESTIMATORS, ids=lambda c: c.__name__)
 def test_every_documented_attribute_exists_after_fit(cls):
+    import pandas as pd
+
     X = np.random.default_rng(0).normal(size=(12, 5, 2))
     y = None if cls is seqpipe.LSTMTransformer else (X[:, -1, 0] > 0).astype(int)
-    model = cls(hidden_size=4, epochs=1, random_state=0).fit(X, y)
+    # A long-format frame, so that feature_names_in_ (set only by one) exists too.
+    index = pd.MultiIndex.from_product([range(12), range(5)])
+    frame = pd.DataFrame(X.reshape(60, 2), index=index, columns=["a", "b"])
+    model = cls(hidden_size=4, epochs=1, random_state=0).fit(frame, y)
     missing = {a for a in numpydoc_names(cls.__doc__, "Attributes") if not hasattr(model, a)}
     assert not missing, f"{cls.__name__} documents attributes it does not set: {missing}"

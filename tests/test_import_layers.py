@@ -29,6 +29,7 @@ LAYERS: dict[str, int] = {
     "seqpipe.architectures.layout": 0,
     "seqpipe.architectures.options": 0,
     # 1 data rules: validation, targets, devices; the torch-free runtime sits on them
+    "seqpipe._frames": 1,
     "seqpipe._sequence_rules": 1,
     "seqpipe._sequences": 1,
     "seqpipe._runtime_checks": 1,
@@ -36,9 +37,12 @@ LAYERS: dict[str, int] = {
     "seqpipe._targets": 1,
     "seqpipe._devices": 1,
     "seqpipe._local_scaling": 1,
+    "seqpipe._atomic": 1,
+    "seqpipe._file_contract": 1,
     "seqpipe.runtime": 1,
     # 2 bodies and the registry
     "seqpipe.architectures.padding": 2,
+    "seqpipe.architectures.initialization": 2,
     "seqpipe.architectures.activations": 2,
     "seqpipe.architectures.recurrences": 2,
     "seqpipe.architectures.cells": 2,
@@ -52,6 +56,7 @@ LAYERS: dict[str, int] = {
     "seqpipe._training": 2,
     # 3 estimators and what works on them
     "seqpipe._base": 3,
+    "seqpipe._output": 3,
     "seqpipe.regressor": 3,
     "seqpipe.classifier": 3,
     "seqpipe.transformer": 3,

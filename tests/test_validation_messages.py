@@ -11,6 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import pytest
 import scipy.sparse as sp
 import torch
@@ -70,6 +71,18 @@ def _gap_sequence() -> np.ndarray:
     seq = np.ones((4, N_FEATURES))
     seq[1] = np.nan
     return seq
+
+
+def _long_frame(levels: int = 2) -> pd.DataFrame:
+    """A valid long-format frame of 3 sequences of 4 steps, or one with more levels."""
+    index = pd.MultiIndex.from_product([range(3), range(4), *[[0]] * (levels - 2)])
+    return pd.DataFrame(np.ones((12, N_FEATURES)), index=index, columns=["a", "b"])
+
+
+def _columns_multiindex() -> pd.DataFrame:
+    frame = _long_frame()
+    frame.columns = pd.MultiIndex.from_tuples([("x", "a"), ("x", "b")])
+    return frame
 
 
 ALL = (
@@ -163,6 +176,30 @@ CASES: dict[str, tuple[Any, tuple[str, ...], type, str]] = {
     ),
 }
 
+# Long-format frames are read in the shared validator, so every caller refuses other
+# MultiIndex layouts with the same words.
+LONG = (
+    "long-format DataFrame has a two-level row MultiIndex \\(instance, time\\) and one flat "
+    "column per feature"
+)
+CASES["frame, 3 row levels"] = (
+    _long_frame(3),
+    ALL,
+    ValueError,
+    "3-level row MultiIndex; a " + LONG,
+)
+CASES["frame, MultiIndex columns"] = (
+    _columns_multiindex(),
+    ALL,
+    ValueError,
+    "MultiIndex columns \\(2 levels\\); a " + LONG,
+)
+CASES["frame, time not increasing"] = (
+    _long_frame().iloc[::-1],
+    ALL,
+    ValueError,
+    "instance 2 has time 3 \\(row 0\\) followed by 2 \\(row 1\\).*X.sort_index\\(\\)",
+)
 CASES["2-D for a 2-feature model, estimator too"] = (
     np.ones((3, 4)),
     ("LSTMRegressor.predict", *FITTED),

@@ -16,10 +16,16 @@ from collections.abc import Callable
 
 from torch import nn
 
+from seqpipe.architectures.initialization import chrono_init, resolve_gate_bias_init
+from seqpipe.architectures.layout import activation_name
 from seqpipe.architectures.native_onnx import NATIVE_RECURRENT
 from seqpipe.architectures.options import check_options
 from seqpipe.architectures.spec import ArchitectureSpec, BodyConfig
-from seqpipe.architectures.torch_rnn import BASE_TEST_PARAMS, KERAS_ACTIVATION_TEST_PARAMS
+from seqpipe.architectures.torch_rnn import (
+    BASE_TEST_PARAMS,
+    GATED_OPTIONS,
+    KERAS_ACTIVATION_TEST_PARAMS,
+)
 from seqpipe.hookspecs import hookimpl
 
 _TEST_PARAMS = BASE_TEST_PARAMS + KERAS_ACTIVATION_TEST_PARAMS
@@ -30,13 +36,19 @@ def _builder(name: str, *, peephole: bool, cifg: bool) -> Callable[[BodyConfig],
     option = "cifg" if peephole else "peephole"
 
     def build(config: BodyConfig) -> nn.Module:
-        value = check_options(name, config.options, {option: False})[option]
+        options = check_options(name, config.options, {option: False, **GATED_OPTIONS})
+        recurrent = activation_name(config.recurrent_activation, "recurrent_activation")
+        gate_bias_init = resolve_gate_bias_init(name, options["gate_bias_init"], recurrent)
         # Imported here so building the registry stays cheap.
         from seqpipe.architectures.cells import build_custom
 
-        return build_custom(
-            "lstm", config, peephole=peephole or value, cifg=cifg or (option == "cifg" and value)
-        )
+        use_cifg = cifg or (option == "cifg" and options[option])
+        body = build_custom("lstm", config, peephole=peephole or options[option], cifg=use_cifg)
+        if gate_bias_init == "chrono":
+            chrono_init(
+                body, "cifg" if use_cifg else "lstm", config.hidden_size, config.max_timesteps
+            )
+        return body
 
     build.__name__ = f"build_{name}"
     return build

@@ -11,6 +11,7 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
+from seqpipe.architectures.initialization import chrono_init, resolve_gate_bias_init
 from seqpipe.architectures.layout import activation_name, torch_rnn_layers
 from seqpipe.architectures.native_onnx import NATIVE_RECURRENT
 from seqpipe.architectures.options import check_options
@@ -22,6 +23,10 @@ _RNN_CLASSES = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN}
 #: Activations cuDNN/ATen implement natively: (activation, recurrent_activation).
 _NATIVE_GATED = ("tanh", "sigmoid")
 _RNN_NONLINEARITIES = ("tanh", "relu")
+#: ``architecture_options`` of the gated bodies (lstm, gru and the LSTM variants):
+#: ``gate_bias_init`` None picks chrono for sigmoid-like gates (see
+#: :mod:`~seqpipe.architectures.initialization`).
+GATED_OPTIONS: dict[str, object] = {"gate_bias_init": None}
 
 
 class TorchRecurrentBody(nn.Module):
@@ -68,23 +73,29 @@ class TorchRecurrentBody(nn.Module):
 
 
 def _build(kind: str, config: BodyConfig) -> nn.Module:
-    check_options(kind, config.options, {})  # no options: a typo must not pass silently
     activation = activation_name(config.activation)
     recurrent = activation_name(config.recurrent_activation, "recurrent_activation")
     if kind == "rnn":
+        check_options(kind, config.options, {})  # no options: a typo must not pass silently
         if activation not in _RNN_NONLINEARITIES:
             raise ValueError(
                 f"architecture 'rnn' supports activation in {list(_RNN_NONLINEARITIES)}, "
                 f"got {config.activation!r}"
             )
         return TorchRecurrentBody(kind, replace(config, activation=activation))
+    options = check_options(kind, config.options, GATED_OPTIONS)
+    gate_bias_init = resolve_gate_bias_init(kind, options["gate_bias_init"], recurrent)
     if (activation, recurrent) != _NATIVE_GATED:
         # Keras-style activations need a hand-written cell; imported lazily so the
         # fast path never pays for it.
         from seqpipe.architectures import cells
 
-        return cells.build_custom(kind, config)
-    return TorchRecurrentBody(kind, config)
+        body = cells.build_custom(kind, config)
+    else:
+        body = TorchRecurrentBody(kind, config)
+    if gate_bias_init == "chrono":
+        chrono_init(body, kind, config.hidden_size, config.max_timesteps)
+    return body
 
 
 #: Parameter sets for the shared suites. The Keras-activation sets run the custom

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -14,6 +13,7 @@ import onnx
 import onnxruntime as ort
 
 from seqpipe import _format as fmt
+from seqpipe._atomic import write_atomic as write_bytes_atomic
 from seqpipe._version import __version__
 from seqpipe.onnx import _verify
 from seqpipe.onnx._assemble import AssembledGraph, assemble, class_tensor
@@ -55,7 +55,9 @@ def export(
     path : path-like
         Where to write. Written atomically: a temporary file in the same folder is
         written, verified and then renamed over ``path``; on any failure nothing is
-        left behind and an existing file at ``path`` is untouched.
+        left behind and an existing file at ``path`` is untouched. The file gets
+        the permissions ``open(path, "w")`` gives a new file (``0o666 & ~umask``),
+        and temporary files left in the folder by killed exports are removed.
     opset : int, optional
         ONNX opset (default 18).
     verify : bool, default=True
@@ -161,6 +163,9 @@ def build_metadata(plan: ExportPlan, assembled: AssembledGraph) -> dict[str, str
         fmt.KEY_STREAMING: json.dumps(assembled.states),
         fmt.KEY_NETWORK: json.dumps(assembled.network),
     }
+    shortest_fit = getattr(est, "_shortest_fit", None)  # absent in models fitted before it
+    if shortest_fit is not None:
+        metadata[fmt.KEY_SHORTEST_FIT] = str(int(shortest_fit))
     if assembled.task == fmt.TASK_CLASSIFICATION:
         classes = np.asarray(est.classes_)
         values, _ = class_tensor(classes)
@@ -184,7 +189,9 @@ def write_atomic(
     """Verify ``model`` (when ``settings``), write it next to ``path``, rename it over.
 
     The verification summary is stored in the file's metadata. Any failure removes
-    the temporary file and leaves ``path`` as it was.
+    the temporary file and leaves ``path`` as it was. The file gets the permissions
+    ``open(path, "w")`` would give it, and temporary files that killed exports left
+    in the folder are removed (see ``seqpipe._atomic``).
     """
     from seqpipe import runtime
 
@@ -207,17 +214,5 @@ def write_atomic(
                 f"written: {exc}"
             ) from None
         _set_metadata(model, fmt.KEY_VERIFIED, json.dumps(summary))
-    data = model.SerializeToString()
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        runtime.load(tmp)  # what is on disk reads back as a seqpipe model
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
+    # What is on disk must read back as a seqpipe model before it replaces path.
+    return write_bytes_atomic(path, model.SerializeToString(), check=runtime.load)

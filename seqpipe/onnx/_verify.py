@@ -11,6 +11,7 @@ class labels must agree wherever the winning probability is not a near tie.
 from __future__ import annotations
 
 import contextlib
+import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
@@ -156,7 +157,10 @@ def verify(plan: ExportPlan, runtime_model: Any, settings: VerifySettings) -> di
     """Run every case; returns a summary for the metadata or raises VerificationError."""
     settings = replace(settings, lengths=bounded_lengths(plan, settings.lengths))
     worst = 0.0
-    with _one_torch_thread():
+    with _one_torch_thread(), warnings.catch_warnings():
+        # The checks feed arrays, which carry no feature names: a model fitted on a
+        # long-format frame would warn about that, which says nothing about the file.
+        warnings.filterwarnings("ignore", "X does not have valid feature names", UserWarning)
         for label, X in make_inputs(plan, settings):
             try:
                 worst = max(

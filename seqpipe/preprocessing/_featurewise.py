@@ -11,7 +11,12 @@ from sklearn.utils import get_tags
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.validation import check_is_fitted
 
-from seqpipe.preprocessing._scaler import _Batch, _feature_names_out, _validate_batch
+from seqpipe.preprocessing._scaler import (
+    _Batch,
+    _feature_names_out,
+    _SequenceOutput,
+    _validate_batch,
+)
 
 
 def _inner_has(attr: str):
@@ -23,7 +28,7 @@ def _inner_has(attr: str):
     return check
 
 
-class FeatureWiseTransformer(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None):
+class FeatureWiseTransformer(_SequenceOutput, TransformerMixin, BaseEstimator):
     """Apply a 2-D scikit-learn transformer to every time step of sequence data.
 
     Sequences ``(n_samples, n_timesteps, n_features)`` are viewed as a table of
@@ -34,8 +39,9 @@ class FeatureWiseTransformer(TransformerMixin, BaseEstimator, auto_wrap_output_k
     NaN in the output.
 
     Input layouts are those of :class:`SequenceScaler`: 3-D arrays, 2-D
-    ``(n_samples, n_timesteps)`` arrays with one feature (returned 2-D), and lists
-    of 1-D/2-D sequences of different lengths (returned as lists).
+    ``(n_samples, n_timesteps)`` arrays with one feature (returned 2-D), lists
+    of 1-D/2-D sequences of different lengths (returned as lists), and long-format
+    DataFrames (returned as DataFrames with the same index and columns).
 
     Parameters
     ----------
@@ -51,6 +57,8 @@ class FeatureWiseTransformer(TransformerMixin, BaseEstimator, auto_wrap_output_k
         The fitted clone of ``transformer``.
     n_features_in_ : int
         Number of features: ``X.shape[2]`` for 3-D input, 1 for 2-D input.
+    feature_names_in_ : ndarray of str objects of shape (n_features_in_,)
+        The columns of a long-format DataFrame seen in ``fit``; only defined then.
     n_samples_seen_ : int
         Number of sequences seen in ``fit``.
 
@@ -65,6 +73,11 @@ class FeatureWiseTransformer(TransformerMixin, BaseEstimator, auto_wrap_output_k
     number of features (one-hot encoding, PCA with fewer components, feature
     selection) are rejected with a ``ValueError``. ``inverse_transform`` exists
     only if the wrapped transformer has one.
+
+    ``set_output`` works as for :class:`SequenceScaler`: 2-D results become
+    DataFrames, 3-D results stay arrays, lists stay lists, and long-format frames
+    stay frames. It configures this wrapper's output only; the wrapped transformer
+    always works on arrays of rows.
 
     Examples
     --------
@@ -93,7 +106,7 @@ class FeatureWiseTransformer(TransformerMixin, BaseEstimator, auto_wrap_output_k
         Parameters
         ----------
         X : array-like of shape (n_samples, n_timesteps, n_features) or \
-(n_samples, n_timesteps), or list of arrays
+(n_samples, n_timesteps), list of arrays, or long-format DataFrame
             Sequences to learn from; NaN padding is skipped.
         y : None
             Ignored (see Notes).
@@ -120,37 +133,37 @@ class FeatureWiseTransformer(TransformerMixin, BaseEstimator, auto_wrap_output_k
         self._check_width(transformer.transform(rows[:1].copy()), "transform")
         return self
 
-    def transform(self, X: Any) -> np.ndarray | list[np.ndarray]:
+    def transform(self, X: Any) -> Any:
         """Transform every valid time step with the fitted transformer.
 
         Parameters
         ----------
         X : array-like of shape (n_samples, n_timesteps, n_features) or \
-(n_samples, n_timesteps), or list of arrays
+(n_samples, n_timesteps), list of arrays, or long-format DataFrame
             Sequences with the features seen in fit; any number of time steps.
 
         Returns
         -------
-        X_tr : ndarray or list of ndarray
+        X_tr : ndarray, list of ndarray or DataFrame
             Transformed data in the layout of ``X``, padding still NaN.
         """
         check_is_fitted(self)
         batch = _validate_batch(X, self, reset=False)
-        return self._map(batch, self.transformer_.transform, "transform")
+        return self._wrap_output(self._map(batch, self.transformer_.transform, "transform"), X)
 
     @available_if(_inner_has("inverse_transform"))
-    def inverse_transform(self, X: Any) -> np.ndarray | list[np.ndarray]:
+    def inverse_transform(self, X: Any) -> Any:
         """Apply the wrapped transformer's ``inverse_transform`` to every time step.
 
         Parameters
         ----------
         X : array-like of shape (n_samples, n_timesteps, n_features) or \
-(n_samples, n_timesteps), or list of arrays
+(n_samples, n_timesteps), list of arrays, or long-format DataFrame
             Transformed sequences.
 
         Returns
         -------
-        X_original : ndarray or list of ndarray
+        X_original : ndarray, list of ndarray or DataFrame
             Data in the original space, in the layout of ``X``.
         """
         check_is_fitted(self)
@@ -172,7 +185,7 @@ class FeatureWiseTransformer(TransformerMixin, BaseEstimator, auto_wrap_output_k
         """
         return _feature_names_out(self, input_features)
 
-    def _map(self, batch: _Batch, method: Any, method_name: str) -> np.ndarray | list:
+    def _map(self, batch: _Batch, method: Any, method_name: str) -> Any:
         out = self._check_width(method(batch.rows()), method_name)
         return batch.scatter(out)
 

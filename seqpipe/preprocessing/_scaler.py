@@ -4,7 +4,8 @@ scikit-learn's own scalers reject 3-D input, so users of sequence models end up
 writing ``X.reshape(-1, F)`` by hand, usually forgetting that NaN padding must not
 reach the statistics. The helpers here validate (through the package-wide
 :mod:`seqpipe._sequence_rules`) and reshape once for every sequence-aware
-transformer in :mod:`seqpipe.preprocessing`.
+transformer in :mod:`seqpipe.preprocessing`, and give results back in the layout
+the caller passed: 3-D, 2-D, a list, or a long-format DataFrame.
 """
 
 from __future__ import annotations
@@ -15,9 +16,12 @@ from typing import Any
 
 import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
-from sklearn.utils.validation import FLOAT_DTYPES, check_is_fitted
+from sklearn.utils.validation import FLOAT_DTYPES, _check_feature_names_in, check_is_fitted
 
+from seqpipe._frames import LongFrame, read_long_frame
+from seqpipe._output import SequenceOutputMixin
 from seqpipe._sequence_rules import validate_sequences
+from seqpipe._sequences import check_feature_names
 
 
 @dataclass
@@ -27,7 +31,8 @@ class _Batch:
     ``data`` is an ``(n, T, F)`` array, or for list input a list of ``(T_i, F)``
     arrays. ``lengths`` holds the number of valid (non-padding) steps per sequence,
     or is None for an array without any padding, which lets callers use cheap
-    reshapes instead of boolean indexing.
+    reshapes instead of boolean indexing. ``frame`` is the long-format DataFrame
+    ``X`` was (its instances are ``data``, a list), so results go back into its rows.
     """
 
     data: np.ndarray | list[np.ndarray]
@@ -35,6 +40,7 @@ class _Batch:
     squeeze: bool
     n_samples: int
     n_features: int
+    frame: LongFrame | None = None
 
     @property
     def is_list(self) -> bool:
@@ -54,7 +60,7 @@ class _Batch:
             return flat
         return flat[self._valid_steps().ravel()]
 
-    def scatter(self, out_rows: np.ndarray) -> np.ndarray | list[np.ndarray]:
+    def scatter(self, out_rows: np.ndarray) -> Any:
         """Put transformed rows back where :meth:`rows` took them, padding as NaN."""
         n_out = out_rows.shape[1]
         if self.lengths is not None and out_rows.dtype.kind != "f":
@@ -76,14 +82,17 @@ class _Batch:
         full[self._valid_steps().ravel()] = out_rows
         return self.restore(full.reshape(n, t, n_out))
 
-    def apply(self, func: Callable[[np.ndarray], np.ndarray]) -> np.ndarray | list[np.ndarray]:
+    def apply(self, func: Callable[[np.ndarray], np.ndarray]) -> Any:
         """Run an element-wise, NaN-propagating ``func`` on the whole batch."""
         if self.is_list:
             return self.restore([func(item) for item in self.data])
         return self.restore(func(self.data))
 
-    def restore(self, out: np.ndarray | list[np.ndarray]) -> np.ndarray | list[np.ndarray]:
+    def restore(self, out: np.ndarray | list[np.ndarray]) -> Any:
         """Give 3-D results back in the layout the caller passed in."""
+        if self.frame is not None:
+            # Features map one-to-one, so the result keeps the input's column names.
+            return self.frame.to_frame(out, self.frame.frame.columns)
         if not self.squeeze:
             return out
         if isinstance(out, list):
@@ -115,10 +124,12 @@ def _validate_batch(
     The rule and its messages are :func:`seqpipe._sequence_rules.validate_sequences`,
     shared with the estimators and the runtime; what is added here is scikit-learn's
     dtype policy (float32/float64 kept, anything else float64), list input kept as a
-    list, and the estimator-named feature-count message.
+    list, a long-format frame kept for writing results back, feature names (set or
+    checked) and the estimator-named feature-count message.
     """
+    frame = read_long_frame(X)
     batch = validate_sequences(
-        X,
+        X if frame is None else frame.sequences,
         dtype=FLOAT_DTYPES,
         n_features=None if reset else estimator.n_features_in_,
         keep_list=True,
@@ -127,25 +138,31 @@ def _validate_batch(
     )
     data = batch.data
     n_features = data[0].shape[1] if isinstance(data, list) else data.shape[2]
+    check_feature_names(estimator, X, reset=reset)
     _check_n_features(estimator, n_features, reset)
-    return _Batch(data, batch.lengths, batch.one_feature, len(data), n_features)
+    return _Batch(data, batch.lengths, batch.one_feature, len(data), n_features, frame)
 
 
 def _feature_names_out(estimator: Any, input_features: Any) -> np.ndarray:
     check_is_fitted(estimator, "n_features_in_")
-    n_features = estimator.n_features_in_
-    if input_features is None:
-        return np.asarray([f"x{i}" for i in range(n_features)], dtype=object)
-    input_features = np.asarray(input_features, dtype=object)
-    if input_features.ndim != 1 or len(input_features) != n_features:
-        raise ValueError(
-            "input_features should have length equal to number of features "
-            f"({n_features}), got {len(np.atleast_1d(input_features))}"
-        )
-    return input_features
+    # scikit-learn's rule: input_features, else feature_names_in_ (a long-format
+    # frame's columns), else x0, x1, ...; checked against feature_names_in_.
+    return _check_feature_names_in(estimator, input_features)
 
 
-class SequenceScaler(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None):
+class _SequenceOutput(SequenceOutputMixin):
+    """``set_output`` for the feature-wise transformers here.
+
+    Their results have the input's layout, so the only 2-D result is one feature
+    over time (a 2-D input): its columns are time steps, named as the input frame's
+    columns (or numbered), not by ``get_feature_names_out``.
+    """
+
+    def _output_columns(self, X: Any) -> Any:
+        return getattr(X, "columns", None)
+
+
+class SequenceScaler(_SequenceOutput, TransformerMixin, BaseEstimator):
     """Standardize each feature of sequence data, pooling samples and time steps.
 
     The 3-D counterpart of :class:`~sklearn.preprocessing.StandardScaler`: every
@@ -156,9 +173,11 @@ class SequenceScaler(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None
 
     Accepted input: a 3-D array ``(n_samples, n_timesteps, n_features)``; a 2-D
     array or DataFrame ``(n_samples, n_timesteps)``, read as a single feature and
-    returned 2-D; or a list of 1-D ``(n_timesteps,)`` / 2-D
+    returned 2-D; a list of 1-D ``(n_timesteps,)`` / 2-D
     ``(n_timesteps, n_features)`` sequences of different lengths, returned as a
-    list of arrays with the same shapes.
+    list of arrays with the same shapes; or a long-format DataFrame (row
+    MultiIndex ``(instance, time)``, one column per feature), returned as a
+    DataFrame with the same index and columns.
 
     Parameters
     ----------
@@ -181,6 +200,8 @@ class SequenceScaler(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None
         to 0 rather than NaN. None when ``with_std=False``.
     n_features_in_ : int
         Number of features: ``X.shape[2]`` for 3-D input, 1 for 2-D input.
+    feature_names_in_ : ndarray of str objects of shape (n_features_in_,)
+        The columns of a long-format DataFrame seen in ``fit``; only defined then.
     n_samples_seen_ : int
         Number of sequences seen in ``fit``.
     n_steps_seen_ : int
@@ -193,8 +214,12 @@ class SequenceScaler(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None
     Notes
     -----
     NaN is only accepted as trailing padding; NaN inside a sequence, NaN in only
-    some features of a step, and inf all raise ``ValueError``. ``set_output`` is
-    not supported because the output is generally 3-D.
+    some features of a step, and inf all raise ``ValueError``.
+
+    ``set_output(transform="pandas")`` (or a Pipeline's) makes a 2-D result a
+    DataFrame (its columns are time steps); a 3-D result, which pandas cannot
+    hold, stays an array, a list stays a list, and a long-format frame is
+    returned as one whatever the setting.
 
     Examples
     --------
@@ -224,7 +249,7 @@ class SequenceScaler(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None
         Parameters
         ----------
         X : array-like of shape (n_samples, n_timesteps, n_features) or \
-(n_samples, n_timesteps), or list of arrays
+(n_samples, n_timesteps), list of arrays, or long-format DataFrame
             Sequences to learn from; NaN padding is ignored.
         y : None
             Ignored; present for pipeline compatibility.
@@ -255,20 +280,20 @@ class SequenceScaler(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None
             self.scale_ = None
         return self
 
-    def transform(self, X: Any, copy: bool | None = None) -> np.ndarray | list[np.ndarray]:
+    def transform(self, X: Any, copy: bool | None = None) -> Any:
         """Standardize ``X`` with the fitted statistics.
 
         Parameters
         ----------
         X : array-like of shape (n_samples, n_timesteps, n_features) or \
-(n_samples, n_timesteps), or list of arrays
+(n_samples, n_timesteps), list of arrays, or long-format DataFrame
             Sequences to scale; any number of time steps, same features as in fit.
         copy : bool, default=None
             Overrides the ``copy`` parameter for this call.
 
         Returns
         -------
-        X_tr : ndarray or list of ndarray
+        X_tr : ndarray, list of ndarray or DataFrame
             Scaled data in the layout of ``X``, padding still NaN.
         """
         check_is_fitted(self)
@@ -282,22 +307,22 @@ class SequenceScaler(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None
                 a /= self.scale_
             return a
 
-        return batch.apply(scale)
+        return self._wrap_output(batch.apply(scale), X)
 
-    def inverse_transform(self, X: Any, copy: bool | None = None) -> np.ndarray | list[np.ndarray]:
+    def inverse_transform(self, X: Any, copy: bool | None = None) -> Any:
         """Undo :meth:`transform`.
 
         Parameters
         ----------
         X : array-like of shape (n_samples, n_timesteps, n_features) or \
-(n_samples, n_timesteps), or list of arrays
+(n_samples, n_timesteps), list of arrays, or long-format DataFrame
             Scaled sequences.
         copy : bool, default=None
             Overrides the ``copy`` parameter for this call.
 
         Returns
         -------
-        X_original : ndarray or list of ndarray
+        X_original : ndarray, list of ndarray or DataFrame
             Data on the original scale, in the layout of ``X``.
         """
         check_is_fitted(self)
