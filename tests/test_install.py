@@ -159,7 +159,7 @@ def test_the_runtime_only_install_serves_an_exported_file(runtime_only_venv, exp
     seqpipe = runtime_only_venv / "seqpipe"
     cli = _run([seqpipe, "predict", folder / "model.onnx", folder / "x.npy"], cwd=folder)
     assert cli.returncode == 0, cli.stderr
-    np.testing.assert_allclose(np.array(cli.stdout.split(), dtype=float), expected, rtol=1e-5)
+    np.testing.assert_allclose(np.array(cli.stdout.split(), dtype=float), expected, rtol=1e-4, atol=1e-6)
     info = _run([seqpipe, "info", folder / "model.onnx"], cwd=folder)
     assert info.returncode == 0 and "task:          regression (single)" in info.stdout
     # The Python API.
@@ -173,7 +173,7 @@ def test_the_runtime_only_install_serves_an_exported_file(runtime_only_venv, exp
     python = runtime_only_venv / "python"
     api = _run([python, "-c", code, folder / "model.onnx", folder / "x.npy", out], cwd=folder)
     assert api.returncode == 0, api.stderr
-    np.testing.assert_allclose(np.load(out), expected, rtol=1e-5)
+    np.testing.assert_allclose(np.load(out), expected, rtol=1e-4, atol=1e-6)
 
 
 def test_the_full_install_commands_say_what_to_install(runtime_only_venv, exported_here):
