@@ -74,7 +74,7 @@ class SequenceModelBase(BaseEstimator):
         "head_layers": ["array-like"],
         "head_activation": [StrOptions(set(HEAD_ACTIVATIONS))],
         "optimizer": [StrOptions(set(OPTIMIZERS)), type],
-        "lr": [Interval(numbers.Real, 0, None, closed="neither")],
+        "lr": [Interval(numbers.Real, 0, None, closed="neither"), StrOptions({"auto"})],
         "weight_decay": [Interval(numbers.Real, 0, None, closed="left")],
         "epochs": [Interval(numbers.Integral, 1, None, closed="left")],
         "batch_size": [Interval(numbers.Integral, 1, None, closed="left")],
@@ -190,12 +190,18 @@ class SequenceModelBase(BaseEstimator):
             head_activation=self.head_activation,
         )
 
+    def _resolve_lr(self) -> float:
+        """``lr``, or with ``lr="auto"`` the architecture's declared ``default_lr``."""
+        if isinstance(self.lr, str):  # "auto", checked by the parameter constraints
+            return get_architecture(self.architecture).resolved_lr()
+        return float(self.lr)
+
     def _make_optimizer(self, module: torch.nn.Module) -> torch.optim.Optimizer:
         if not isinstance(self.optimizer, str):  # a user's class gets only lr and decay
-            return self.optimizer(module.parameters(), lr=self.lr, weight_decay=self.weight_decay)
+            return self.optimizer(module.parameters(), lr=self.lr_, weight_decay=self.weight_decay)
         return OPTIMIZERS[self.optimizer](
             module.parameters(),
-            lr=self.lr,
+            lr=self.lr_,
             weight_decay=self.weight_decay,
             **_MULTI_TENSOR[self.optimizer],
         )
@@ -226,6 +232,7 @@ class SequenceModelBase(BaseEstimator):
         # caller's global torch state.
         with torch.random.fork_rng(devices=devices):
             torch.manual_seed(seed)
+            self.lr_ = self._resolve_lr()
             if not reuse:
                 # Kept, so a warm start or a rebuild sees the same length as the first fit.
                 self.max_timesteps_ = int(X.shape[1])
@@ -236,7 +243,7 @@ class SequenceModelBase(BaseEstimator):
             # Every fit starts from `lr`: a schedule of an earlier fit (warm_start) may
             # have left the optimizer at a fraction of it, or at 0 (cosine).
             for group in self.optimizer_.param_groups:
-                group["lr"] = group["initial_lr"] = self.lr
+                group["lr"] = group["initial_lr"] = self.lr_
             self.target_layout_ = layout
             generator = torch.Generator().manual_seed(seed)
             self.best_epoch_ = train_epochs(

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import functools
 import importlib
+import math
+import numbers
 import os
 import warnings
 from collections.abc import Iterable
@@ -111,6 +113,13 @@ def _spec_problem(spec: Any) -> str | None:
         return f"architecture {spec.name!r}: onnx_lowering.lower must be callable"
     if not spec.test_params or not all(isinstance(p, dict) for p in spec.test_params):
         return f"architecture {spec.name!r}: test_params must be a non-empty tuple of dicts"
+    lr = spec.default_lr
+    if lr is not None and (
+        isinstance(lr, bool) or not isinstance(lr, numbers.Real) or not 0 < lr < math.inf
+    ):
+        return (
+            f"architecture {spec.name!r}: default_lr must be a positive float or None, got {lr!r}"
+        )
     return None
 
 

@@ -61,7 +61,9 @@ class LSTMRegressor(RegressorMixin, SequenceModelBase):
     head_activation : {"relu", "tanh", "sigmoid", "linear"}, default="relu"
         Activation of ``head_layers``.
     optimizer : {"adam", "adamw", "sgd", "rmsprop"} or Optimizer class, default="adam"
-    lr : float, default=1e-3
+    lr : float or "auto", default=1e-3
+        Learning rate. ``"auto"``: the rate the architecture declares
+        (``ArchitectureSpec.default_lr``, see ``LSTMClassifier``).
     weight_decay : float, default=0.0
     epochs : int, default=100
         Maximum passes over the training data.
@@ -106,6 +108,8 @@ class LSTMRegressor(RegressorMixin, SequenceModelBase):
     ----------
     module_ : torch.nn.Module
         The trained network.
+    lr_ : float
+        The learning rate used (``lr``, or what ``"auto"`` resolved to).
     history_ : list of dict
         Per-epoch ``train_loss`` (and ``valid_loss``), in scaled units.
     n_features_in_ : int
@@ -152,7 +156,7 @@ class LSTMRegressor(RegressorMixin, SequenceModelBase):
         head_layers: tuple[int, ...] = (),
         head_activation: str = "relu",
         optimizer: str | type = "adam",
-        lr: float = 1e-3,
+        lr: float | str = 1e-3,
         weight_decay: float = 0.0,
         epochs: int = 100,
         batch_size: int = 32,

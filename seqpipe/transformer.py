@@ -55,8 +55,9 @@ class LSTMTransformer(
         Activation of ``head_layers``.
     optimizer : {"adam", "adamw", "sgd", "rmsprop"} or Optimizer class, default="adam"
         A class is called as ``optimizer(params, lr=lr, weight_decay=weight_decay)``.
-    lr : float, default=1e-3
-        Learning rate.
+    lr : float or "auto", default=1e-3
+        Learning rate. ``"auto"``: the rate the architecture declares
+        (``ArchitectureSpec.default_lr``, see ``LSTMClassifier``).
     weight_decay : float, default=0.0
         L2 penalty passed to the optimizer.
     epochs : int, default=100
@@ -111,6 +112,8 @@ class LSTMTransformer(
         The trained network: the architecture's body and the head.
     optimizer_ : torch.optim.Optimizer
         The optimizer built from ``optimizer``, ``lr`` and ``weight_decay``.
+    lr_ : float
+        The learning rate used (``lr``, or what ``"auto"`` resolved to).
     device_ : torch.device
         The device ``device`` resolved to.
     history_ : list of dict
@@ -173,7 +176,7 @@ class LSTMTransformer(
         head_layers: tuple[int, ...] = (),
         head_activation: str = "relu",
         optimizer: str | type = "adam",
-        lr: float = 1e-3,
+        lr: float | str = 1e-3,
         weight_decay: float = 0.0,
         epochs: int = 100,
         batch_size: int = 32,

@@ -159,7 +159,9 @@ def test_the_runtime_only_install_serves_an_exported_file(runtime_only_venv, exp
     seqpipe = runtime_only_venv / "seqpipe"
     cli = _run([seqpipe, "predict", folder / "model.onnx", folder / "x.npy"], cwd=folder)
     assert cli.returncode == 0, cli.stderr
-    np.testing.assert_allclose(np.array(cli.stdout.split(), dtype=float), expected, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(
+        np.array(cli.stdout.split(), dtype=float), expected, rtol=1e-4, atol=1e-6
+    )
     info = _run([seqpipe, "info", folder / "model.onnx"], cwd=folder)
     assert info.returncode == 0 and "task:          regression (single)" in info.stdout
     # The Python API.

@@ -102,6 +102,8 @@ def test_hook_that_raises_is_skipped(installed):
         (seqpipe.ArchitectureSpec("bad name", tiny_gru), "must be a non-empty identifier"),
         (seqpipe.ArchitectureSpec("no_build", "nope"), "build must be callable"),
         (seqpipe.ArchitectureSpec("no_params", tiny_gru, test_params=()), "test_params"),
+        (seqpipe.ArchitectureSpec("bad_lr", tiny_gru, default_lr=0.0), "default_lr must be"),
+        (seqpipe.ArchitectureSpec("str_lr", tiny_gru, default_lr="1e-3"), "default_lr must be"),
     ],
 )
 def test_malformed_spec_is_reported(installed, spec, match):

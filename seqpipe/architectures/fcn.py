@@ -475,6 +475,7 @@ def seqpipe_architectures() -> list[ArchitectureSpec]:
             description="LSTM-FCN (Karim et al. 2017): LSTM branch + 3 conv blocks, pooled",
             onnx_lowering=FCN_LOWERING,
             test_params=LSTM_FCN_TEST_PARAMS,
+            default_lr=1e-3,  # the papers' Adam rate (Karim et al. 2017, 2019)
         ),
         ArchitectureSpec(
             name="mlstm_fcn",
@@ -482,5 +483,6 @@ def seqpipe_architectures() -> list[ArchitectureSpec]:
             description="MLSTM-FCN (Karim et al. 2019): LSTM-FCN with squeeze-and-excitation",
             onnx_lowering=FCN_LOWERING,
             test_params=MLSTM_FCN_TEST_PARAMS,
+            default_lr=1e-3,  # the papers' Adam rate (Karim et al. 2017, 2019)
         ),
     ]

@@ -23,6 +23,7 @@ from seqpipe.architectures.options import check_options
 from seqpipe.architectures.spec import ArchitectureSpec, BodyConfig
 from seqpipe.architectures.torch_rnn import (
     BASE_TEST_PARAMS,
+    GATED_DEFAULT_LR,
     GATED_OPTIONS,
     KERAS_ACTIVATION_TEST_PARAMS,
 )
@@ -63,6 +64,7 @@ def seqpipe_architectures() -> list[ArchitectureSpec]:
             description="LSTM with peephole connections (Gers & Schmidhuber 2000)",
             onnx_lowering=NATIVE_RECURRENT,
             test_params=_TEST_PARAMS,
+            default_lr=GATED_DEFAULT_LR,
         ),
         ArchitectureSpec(
             name="cifg_lstm",
@@ -70,5 +72,6 @@ def seqpipe_architectures() -> list[ArchitectureSpec]:
             description="LSTM with a coupled input-forget gate (f = 1 - i)",
             onnx_lowering=NATIVE_RECURRENT,
             test_params=_TEST_PARAMS,
+            default_lr=GATED_DEFAULT_LR,
         ),
     ]

@@ -292,6 +292,10 @@ class BodyConfig:
         )
 
 
+#: The learning rate ``lr="auto"`` uses for an architecture that declares none.
+DEFAULT_LR: float = 1e-3
+
+
 @dataclass(frozen=True)
 class ArchitectureSpec:
     """A named recurrent architecture, as returned by ``seqpipe_architectures``.
@@ -313,6 +317,11 @@ class ArchitectureSpec:
     test_params : tuple of dict
         Cheap estimator parameter sets (besides ``architecture``) that the shared
         conformance suite runs; at least one.
+    default_lr : float or None
+        The learning rate an estimator with ``lr="auto"`` (``LSTMClassifier``'s
+        default) trains this architecture with; None means
+        :data:`DEFAULT_LR` (1e-3, Adam's default, Kingma & Ba 2015). Declare the rate
+        your architecture's paper or your measurements recommend.
 
     Examples
     --------
@@ -328,3 +337,8 @@ class ArchitectureSpec:
     description: str = ""
     onnx_lowering: OnnxLowering | None = None
     test_params: tuple[Mapping[str, Any], ...] = ({},)
+    default_lr: float | None = None
+
+    def resolved_lr(self) -> float:
+        """``default_lr``, or :data:`DEFAULT_LR` when the architecture declares none."""
+        return DEFAULT_LR if self.default_lr is None else float(self.default_lr)
