@@ -14,6 +14,7 @@ import importlib.util
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # what the lazy names are, for type checkers and IDEs
+    from seqpipe._training import NonFiniteLossError
     from seqpipe.architectures.spec import ArchitectureSpec, BodyConfig
     from seqpipe.classifier import LSTMClassifier
     from seqpipe.hookspecs import hookimpl
@@ -44,6 +45,7 @@ _LAZY = {
     "unregister_plugin": "seqpipe.plugins",
     "LSTMRegressor": "seqpipe.regressor",
     "LSTMTransformer": "seqpipe.transformer",
+    "NonFiniteLossError": "seqpipe._training",
 }
 
 __all__ = [
@@ -52,6 +54,7 @@ __all__ = [
     "LSTMClassifier",
     "LSTMRegressor",
     "LSTMTransformer",
+    "NonFiniteLossError",
     "__version__",
     "get_architecture",
     "hookimpl",

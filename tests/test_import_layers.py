@@ -34,6 +34,7 @@ LAYERS: dict[str, int] = {
     "seqpipe._targets": 1,
     "seqpipe._devices": 1,
     "seqpipe._local_scaling": 1,
+    "seqpipe._scaling": 1,
     "seqpipe.runtime": 1,
     # 2 bodies and the registry
     "seqpipe.architectures.padding": 2,
@@ -48,6 +49,7 @@ LAYERS: dict[str, int] = {
     "seqpipe.plugins": 2,
     "seqpipe._network": 2,
     "seqpipe._training": 2,
+    "seqpipe.callbacks": 2,
     # 3 estimators and what works on them
     "seqpipe._base": 3,
     "seqpipe.regressor": 3,
