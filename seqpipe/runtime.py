@@ -181,6 +181,9 @@ class OnnxSequenceModel:
         Whether the file has recurrent state inputs (see :meth:`stream`).
     input_name : str
         The graph input that takes ``X``.
+    input_dtype : numpy.dtype
+        Its dtype: float32, or float64 for files whose input scaling needs it;
+        ``X`` of any numeric dtype is cast to it.
     output_name : str
         The graph output ``predict`` (or ``transform``) returns.
     """
@@ -211,6 +214,8 @@ class OnnxSequenceModel:
         if main not in names:
             raise ValueError(f"the model has no {main!r} output for task {self.task!r}")
         self.input_name = session.get_inputs()[0].name
+        double = session.get_inputs()[0].type == "tensor(double)"
+        self.input_dtype = np.dtype(np.float64 if double else np.float32)
         self.output_name = main
         self._main = [main]
         self._proba = [fmt.OUTPUT_PROBA]
@@ -227,7 +232,7 @@ class OnnxSequenceModel:
 
     def _checked(self, X: Any) -> np.ndarray:
         """``X`` validated (:func:`check_batch`), and within ``max_timesteps``."""
-        X = check_batch(X, self.n_features_in_)
+        X = check_batch(X, self.n_features_in_, self.input_dtype)
         bound = self.max_timesteps
         if bound is not None and X.shape[1] > bound:
             # Steps past the bound are fine while they are padding (the graph cuts them).
@@ -265,7 +270,8 @@ class OnnxSequenceModel:
         ):
             return self._predict_other(X)
         # The hot path (a regression file), kept to one check and one run.
-        return self._run(self._main, {self._input: check_batch(X, self.n_features_in_)})[0]
+        X = check_batch(X, self.n_features_in_, self.input_dtype)
+        return self._run(self._main, {self._input: X})[0]
 
     def _predict_other(self, X: Any) -> np.ndarray:
         if self.task == fmt.TASK_TRANSFORM:
@@ -398,7 +404,7 @@ class Stream:
 
         Shorter chunks for some streams: NaN-pad them at the end, as for ``predict``.
         """
-        chunk = check_batch(chunk, self.model.n_features_in_)
+        chunk = check_batch(chunk, self.model.n_features_in_, self.model.input_dtype)
         if chunk.shape[0] != self.batch_size:
             raise ValueError(
                 f"this stream holds {self.batch_size} sequences but got a chunk of {chunk.shape[0]}"
