@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # what the lazy names are, for type checkers and IDEs
     from seqpipe._sequence_rules import SingleWindowWarning
+    from seqpipe._training import NonFiniteLossError
     from seqpipe.architectures.spec import ArchitectureSpec, BodyConfig
     from seqpipe.classifier import LSTMClassifier
     from seqpipe.hookspecs import hookimpl
@@ -47,6 +48,7 @@ _LAZY = {
     "LSTMRegressor": "seqpipe.regressor",
     "LSTMTransformer": "seqpipe.transformer",
     "SingleWindowWarning": "seqpipe._sequence_rules",
+    "NonFiniteLossError": "seqpipe._training",
 }
 
 __all__ = [
@@ -55,6 +57,7 @@ __all__ = [
     "LSTMClassifier",
     "LSTMRegressor",
     "LSTMTransformer",
+    "NonFiniteLossError",
     "SingleWindowWarning",
     "__version__",
     "get_architecture",

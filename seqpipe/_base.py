@@ -1,18 +1,28 @@
 """What every seqpipe estimator shares: parameters, validation, scaling, the fit loop.
 
-Hyperparameters are specs (``architecture="lstm"``, ``optimizer="adam"``); ``fit``
-builds the live objects (``module_``, ``optimizer_``) from them, so ``clone`` and
-``GridSearchCV`` stay trivial.
+Hyperparameters are specs (``architecture="lstm"``, ``optimizer="adam"``,
+``callbacks=[EarlyStopping(5)]``); ``fit`` builds the live objects (``module_``,
+``optimizer_``, ``callbacks_``) from them, so ``clone`` and ``GridSearchCV`` stay
+trivial.
+
+``fit`` validates everything first (data, targets, warm-start compatibility,
+validation split, callbacks), holds out the validation rows, fits every scaler
+on the training rows only, and trains. Any failure after that point (a
+non-finite loss, a callback's exception, an interrupt) restores the estimator as
+it was before the call: a fit either succeeds or changes nothing.
 """
 
 from __future__ import annotations
 
+import contextlib
+import copy
 import numbers
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 import torch
-from sklearn.base import BaseEstimator
+from sklearn.base import BaseEstimator, clone
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
@@ -20,10 +30,19 @@ from sklearn.utils.validation import check_is_fitted
 from seqpipe._devices import copy_to_cpu, resolve_device
 from seqpipe._local_scaling import LOCAL_SCALINGS, scale_windows, window_stats
 from seqpipe._network import HEAD_ACTIVATIONS, Seq2SeqNetwork, SequenceNetwork
+from seqpipe._scaling import feature_stats
 from seqpipe._sequences import check_feature_names, check_sequences
-from seqpipe._targets import TargetLayout
-from seqpipe._training import LR_SCHEDULES, LoopSettings, LossFn, TensorData, train_epochs
+from seqpipe._targets import TargetLayout, Targets
+from seqpipe._training import (
+    LR_SCHEDULES,
+    LoopSettings,
+    TensorData,
+    cross_entropy_loss,
+    mse_loss,
+    train_epochs,
+)
 from seqpipe.architectures.spec import BodyConfig
+from seqpipe.callbacks import Callback, EarlyStopping, ProgressBar
 from seqpipe.plugins import get_architecture
 
 OPTIMIZERS: dict[str, type[torch.optim.Optimizer]] = {
@@ -47,16 +66,6 @@ _MULTI_TENSOR: dict[str, dict[str, bool]] = {
 
 #: Predict in chunks this large: bounded memory, near-full throughput.
 PREDICT_BATCH = 4096
-
-
-def feature_stats(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per-feature mean and scale over samples and steps, ignoring NaN padding."""
-    flat = X.reshape(-1, X.shape[-1]).astype(np.float64)
-    flat = flat[~np.isnan(flat).all(axis=1)]
-    mean = flat.mean(axis=0)
-    scale = flat.std(axis=0)
-    scale[scale < 10 * np.finfo(np.float64).eps * np.maximum(np.abs(mean), 1)] = 1.0
-    return mean, scale
 
 
 class SequenceModelBase(BaseEstimator):
@@ -89,6 +98,7 @@ class SequenceModelBase(BaseEstimator):
         "device": [StrOptions({"cpu", "cuda", "auto"}), str, torch.device],
         "verbose": ["verbose"],
         "warm_start": ["boolean"],
+        "callbacks": [list, tuple, None],
     }
 
     def _validate_params(self) -> None:
@@ -108,6 +118,13 @@ class SequenceModelBase(BaseEstimator):
                 f"optimizer must be one of {sorted(OPTIMIZERS)} or a torch.optim.Optimizer "
                 f"subclass, got {optimizer!r}"
             )
+        for i, callback in enumerate(self.callbacks or ()):
+            if not isinstance(callback, Callback):
+                raise ValueError(
+                    f"callbacks must hold seqpipe.callbacks.Callback instances (subclass it "
+                    f"and override on_train_begin, on_epoch_end or on_train_end), but item "
+                    f"{i} is {callback!r}"
+                )
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -118,6 +135,8 @@ class SequenceModelBase(BaseEstimator):
 
     # --- input -------------------------------------------------------------------
     def _validate_X(self, X: Any, *, reset: bool) -> tuple[np.ndarray, np.ndarray | None]:
+        """``X`` as float64 ``(n, T, F)`` and its lengths; checked against the fitted
+        width unless ``reset`` (``fit`` stores ``n_features_in_`` once it commits)."""
         if not reset:
             check_is_fitted(self)
         source = X
@@ -126,42 +145,38 @@ class SequenceModelBase(BaseEstimator):
             n_features=None if reset else self.n_features_in_,
             shortest_fit=None if reset else getattr(self, "_shortest_fit", None),
         )
-        check_feature_names(self, source, reset=reset)
-        if reset:
-            self.n_features_in_ = X.shape[2]
-            # Kept for the single-window warning (a 2-D (n, 1) X at predict time) and
-            # written into exported files for the runtime's.
-            self._shortest_fit = int(X.shape[1] if lengths is None else lengths.min())
-        elif X.shape[2] != self.n_features_in_:
+        if not reset:
+            check_feature_names(self, source, reset=False)
+        if not reset and X.shape[2] != self.n_features_in_:
             raise ValueError(
                 f"X has {X.shape[2]} features, but {type(self).__name__} is expecting "
                 f"{self.n_features_in_} features as input."
             )
         return X, lengths
 
-    def _local_stats(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
-        """Each window's own ``(center, scale)`` with ``local_scaling``, else None."""
-        return window_stats(X) if self.local_scaling else None
-
     def _locally_scaled(self, X: np.ndarray) -> np.ndarray:
-        stats = self._local_stats(X)
-        return X if stats is None else scale_windows(X, *stats)
+        """``X`` with each window scaled by its own statistics (``local_scaling``)."""
+        return scale_windows(X, *window_stats(X)) if self.local_scaling else X
 
-    def _fit_input_scaling(self, X: np.ndarray) -> None:
+    def _standardized(self, X: np.ndarray) -> np.ndarray:
+        """What the network reads: standardized in float64, then float32, padding 0."""
+        scaled = (X - self.x_mean_) / self.x_scale_
+        # Padding becomes 0; lengths tell the body where each sequence ends.
+        np.nan_to_num(scaled, copy=False, nan=0.0)
+        return np.ascontiguousarray(scaled, dtype=np.float32)
+
+    def _fit_input_scaling(self, X: np.ndarray, n_train: int) -> np.ndarray:
+        """Learn ``x_mean_``/``x_scale_`` on the training rows; the network's inputs."""
         # The global statistics describe what the network sees: locally scaled windows.
         X = self._locally_scaled(X)
         if self.scale_X:
-            mean, scale = feature_stats(X)
+            self.x_mean_, self.x_scale_ = feature_stats(X[:n_train])
         else:
-            mean, scale = np.zeros(X.shape[2]), np.ones(X.shape[2])
-        self.x_mean_ = mean.astype(np.float32)
-        self.x_scale_ = scale.astype(np.float32)
+            self.x_mean_, self.x_scale_ = np.zeros(X.shape[2]), np.ones(X.shape[2])
+        return self._standardized(X)
 
     def _input_tensor(self, X: np.ndarray) -> torch.Tensor:
-        scaled = (self._locally_scaled(X) - self.x_mean_) / self.x_scale_
-        # Padding becomes 0; lengths tell the body where each sequence ends.
-        np.nan_to_num(scaled, copy=False, nan=0.0)
-        return torch.from_numpy(np.ascontiguousarray(scaled, dtype=np.float32)).to(self.device_)
+        return torch.from_numpy(self._standardized(self._locally_scaled(X))).to(self.device_)
 
     @staticmethod
     def _lengths_tensor(lengths: np.ndarray | None) -> torch.Tensor | None:
@@ -207,35 +222,165 @@ class SequenceModelBase(BaseEstimator):
         )
 
     # --- fitting -----------------------------------------------------------------
+    def _fit_sequences(self, X: Any, y: Any) -> SequenceModelBase:
+        """The ``fit`` of every estimator: validate everything, then train, all or nothing."""
+        self._validate_params()
+        source = X
+        X, lengths = self._validate_X(X, reset=True)
+        targets = self._check_targets(y, X, lengths)
+        self._check_warm_start(X, targets)
+        n_train = self._n_train(len(X))
+        callbacks = self._training_callbacks(validating=n_train < len(X))
+        with self._all_or_nothing():
+            self.n_features_in_ = X.shape[2]
+            # Kept for the single-window warning (a 2-D (n, 1) X at predict time) and
+            # written into exported files for the runtime's.
+            self._shortest_fit = int(X.shape[1] if lengths is None else lengths.min())
+            check_feature_names(self, source, reset=True)
+            inputs = self._fit_input_scaling(X, n_train)
+            y_train = self._training_targets(targets, X, inputs, n_train)
+            self._fit_network(inputs, lengths, y_train, targets, n_train, callbacks)
+        return self
+
+    def _check_targets(self, y: Any, X: np.ndarray, lengths: np.ndarray | None) -> Targets:
+        """``y`` validated for this estimator (see :mod:`seqpipe._targets`); stores nothing."""
+        raise NotImplementedError
+
+    def _training_targets(
+        self, targets: Targets, X: np.ndarray, inputs: np.ndarray, n_train: int
+    ) -> torch.Tensor:
+        """The tensor the loss compares with; stores the target attributes
+        (scaling statistics fitted on the first ``n_train`` rows, classes, ...)."""
+        raise NotImplementedError
+
+    def _check_warm_start(self, X: np.ndarray, targets: Targets) -> None:
+        """With ``warm_start``, the fitted network must fit the new data, or nothing changes."""
+        if not (self.warm_start and hasattr(self, "module_")):
+            return
+        how = "; fit with warm_start=False to train a new network (the fitted model is unchanged)"
+        if X.shape[2] != self.n_features_in_:
+            raise ValueError(
+                f"warm_start=True continues training the fitted network, which reads "
+                f"{self.n_features_in_} feature(s) per time step, but X has {X.shape[2]}{how}"
+            )
+        old_classes = getattr(self, "classes_", None)
+        if targets.classes is not None and old_classes is not None:
+            if not np.array_equal(targets.classes, old_classes):
+                raise ValueError(
+                    f"warm_start=True continues training the fitted network, which was "
+                    f"trained for the classes {np.asarray(old_classes).tolist()}, but y has "
+                    f"the classes {np.asarray(targets.classes).tolist()}{how}"
+                )
+        if targets.layout != self.target_layout_:
+            raise ValueError(
+                f"warm_start=True continues training the fitted network, whose outputs are "
+                f"{_describe_layout(self.target_layout_)}, but y needs "
+                f"{_describe_layout(targets.layout)}{how}"
+            )
+
+    def _n_train(self, n: int) -> int:
+        """Rows that train; the rest (the *last* ones) are the validation split."""
+        # Like Keras' validation_split: the last fraction, so time order is respected.
+        if not self.validation_fraction:
+            return n
+        n_valid = round(n * self.validation_fraction)
+        if n_valid < 1 or n - n_valid < 1:
+            raise ValueError(
+                f"validation_fraction={self.validation_fraction} leaves {n - n_valid} training and "
+                f"{n_valid} validation samples out of {n}; both need at least one"
+            )
+        return n - n_valid
+
+    def _training_callbacks(self, *, validating: bool) -> list[Callback]:
+        """Clones of ``callbacks``, plus the built-ins the parameters ask for.
+
+        Early stopping (``validation_fraction > 0``, ``patience``) comes first, so the
+        other callbacks see the restored weights at the end; progress (``verbose``)
+        comes last. Either is left out when ``callbacks`` already holds one.
+        """
+        callbacks = [clone(callback, safe=False) for callback in self.callbacks or ()]
+        if validating and not any(isinstance(c, EarlyStopping) for c in callbacks):
+            callbacks.insert(0, EarlyStopping(patience=self.patience))
+        if self.verbose and not any(isinstance(c, ProgressBar) for c in callbacks):
+            callbacks.append(ProgressBar("bar" if int(self.verbose) == 1 else "lines"))
+        return callbacks
+
+    @contextlib.contextmanager
+    def _all_or_nothing(self) -> Iterator[None]:
+        """Restore every attribute (and a warm-started network's weights) if the body raises."""
+        saved = dict(vars(self))
+        module, optimizer = saved.get("module_"), saved.get("optimizer_")
+        weights = optimizer_state = None
+        if self.warm_start and module is not None:  # trained in place: keep a copy
+            weights = {k: v.detach().clone() for k, v in module.state_dict().items()}
+            if optimizer is not None:
+                optimizer_state = copy.deepcopy(optimizer.state_dict())
+        try:
+            yield
+        except BaseException:
+            if weights is not None:
+                module.load_state_dict(weights)
+            if optimizer_state is not None:
+                optimizer.load_state_dict(optimizer_state)
+            vars(self).clear()
+            vars(self).update(saved)
+            raise
+
+    def _non_finite_hint(self) -> str:
+        """What a non-finite loss error suggests, from this estimator's parameters."""
+        advice = [f"a smaller learning rate (lr={getattr(self, 'lr_', self.lr)} now)"]
+        if self.clip_grad_norm is None:
+            advice.append("gradient clipping (e.g. clip_grad_norm=1.0)")
+        else:
+            advice.append(
+                f"stronger gradient clipping (clip_grad_norm={self.clip_grad_norm:g} now)"
+            )
+        unscaled = [name for name in ("scale_X", "scale_y") if getattr(self, name, True) is False]
+        if unscaled:
+            advice.append(f"standardized data ({', '.join(f'{n}=True' for n in unscaled)})")
+        else:
+            advice.append("checking X and y for extreme values (both are standardized already)")
+        return (
+            f"; {type(self).__name__}.fit stopped and the estimator keeps the state it had "
+            f"before this fit. Try {', '.join(advice[:-1])}, or {advice[-1]}"
+        )
+
     def _fit_network(
         self,
-        X: np.ndarray,
+        inputs: np.ndarray,
         lengths: np.ndarray | None,
         y: torch.Tensor,
-        mask: np.ndarray | None,
-        loss_fn: LossFn,
-        layout: TargetLayout,
+        targets: Targets,
+        n_train: int,
+        callbacks: list[Callback],
     ) -> None:
-        """Build (or, with warm_start, reuse) the network for ``layout`` and train it."""
+        """Build (or, with warm_start, reuse) the network and train it on the first
+        ``n_train`` rows, validating on the rest."""
+        layout = targets.layout
         self.device_ = resolve_device(self.device)
         seed = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
         data = TensorData(
-            self._input_tensor(X),
+            torch.from_numpy(inputs).to(self.device_),
             y.to(self.device_),
             self._lengths_tensor(lengths),
-            None if mask is None else torch.from_numpy(mask).to(self.device_),
+            None if targets.mask is None else torch.from_numpy(targets.mask).to(self.device_),
         )
-        train, valid = self._split_validation(data)
-        reuse = self.warm_start and hasattr(self, "module_") and self.target_layout_ == layout
+        n = len(data)
+        train = data.take(slice(0, n_train))
+        valid = data.take(slice(n_train, n)) if n_train < n else None
+        reuse = self.warm_start and hasattr(self, "module_")
         devices = [self.device_.index or 0] if self.device_.type == "cuda" else []
         # Seed inside a forked RNG so fit is reproducible without touching the
         # caller's global torch state.
         with torch.random.fork_rng(devices=devices):
             torch.manual_seed(seed)
             self.lr_ = self._resolve_lr()
-            if not reuse:
+            if reuse:
+                # A new list: the one of the previous fit stays intact if this one fails.
+                self.history_ = list(self.history_)
+            else:
                 # Kept, so a warm start or a rebuild sees the same length as the first fit.
-                self.max_timesteps_ = int(X.shape[1])
+                self.max_timesteps_ = int(inputs.shape[1])
                 self.module_ = self._build_module(layout).to(self.device_)
                 self.history_ = []
             if not reuse or not hasattr(self, "optimizer_"):  # pickles from a GPU drop it
@@ -245,39 +390,30 @@ class SequenceModelBase(BaseEstimator):
             for group in self.optimizer_.param_groups:
                 group["lr"] = group["initial_lr"] = self.lr_
             self.target_layout_ = layout
-            generator = torch.Generator().manual_seed(seed)
-            self.best_epoch_ = train_epochs(
+            self.best_epoch_ = None
+            self.callbacks_ = callbacks
+            stopper = next((c for c in callbacks if isinstance(c, EarlyStopping)), None)
+            train_epochs(
+                self,
                 self.module_,
                 self.optimizer_,
-                loss_fn,
+                cross_entropy_loss if targets.task == "classification" else mse_loss,
                 train,
                 valid,
                 LoopSettings(
                     epochs=self.epochs,
                     batch_size=self.batch_size,
                     shuffle=self.shuffle,
-                    patience=self.patience,
                     clip_grad_norm=self.clip_grad_norm,
-                    verbose=int(self.verbose),
                     lr_schedule=self.lr_schedule,
+                    stop_patience=None if stopper is None else stopper.patience,
+                    non_finite_hint=self._non_finite_hint(),
                 ),
-                generator,
+                torch.Generator().manual_seed(seed),
                 self.history_,
+                callbacks,
             )
         self.n_epochs_ = len(self.history_)
-
-    def _split_validation(self, data: TensorData) -> tuple[TensorData, TensorData | None]:
-        # Like Keras' validation_split: the *last* fraction, so time order is respected.
-        if not self.validation_fraction:
-            return data, None
-        n = len(data)
-        n_valid = round(n * self.validation_fraction)
-        if n_valid < 1 or n - n_valid < 1:
-            raise ValueError(
-                f"validation_fraction={self.validation_fraction} leaves {n - n_valid} training and "
-                f"{n_valid} validation samples out of {n}; both need at least one"
-            )
-        return data.take(slice(0, n - n_valid)), data.take(slice(n - n_valid, n))
 
     # --- inference ---------------------------------------------------------------
     def _forward(
@@ -306,3 +442,13 @@ class SequenceModelBase(BaseEstimator):
             state.pop("optimizer_", None)
             state["device_"] = torch.device("cpu")
         return state
+
+
+def _describe_layout(layout: TargetLayout) -> str:
+    if layout.kind == "classes":
+        return f"{layout.n_outputs} class scores"
+    if layout.kind == "horizon":
+        return f"an encoder-decoder horizon of shape {tuple(layout.output_shape)}"
+    if layout.kind == "per_step":
+        return f"{layout.n_outputs} output(s) per time step"
+    return f"{layout.n_outputs} value(s) per sequence ({layout.kind} y)"

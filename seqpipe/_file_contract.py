@@ -16,10 +16,10 @@ memory:
 * ``seqpipe.classes_dtype`` is one of an allow-list of plain dtypes (numbers,
   bools, unicode strings, ``object``), never a sub-array or record dtype, and
   the labels fit it;
-* the graph agrees: input ``X`` is float32 of rank 3 with ``n_features`` as its
-  last dimension, the other inputs are exactly the recurrent states, the task's
-  outputs exist with the right element type and rank, and a classifier's
-  probabilities have one column per class.
+* the graph agrees: input ``X`` is float32 (float64 where the input scaling needs
+  it) of rank 3 with ``n_features`` as its last dimension, the other inputs are
+  exactly the recurrent states, the task's outputs exist with the right element
+  type and rank, and a classifier's probabilities have one column per class.
 
 numpy and the standard library only (the runtime runs without onnx); the graph
 is read through onnxruntime's ``NodeArg`` objects (``name``, ``type``,
@@ -421,9 +421,11 @@ class _Graph:
                 f"the graph has no input {fmt.INPUT!r} (it has {sorted(self.inputs)})"
             )
         shape = list(x.shape or [])
-        if x.type != "tensor(float)" or len(shape) != 3:
+        # float64 where the exported input scaling needs it (large offsets).
+        if x.type not in ("tensor(float)", "tensor(double)") or len(shape) != 3:
             raise self.reader.mismatch(
-                f"input {fmt.INPUT!r} must be a float32 tensor (batch, time, features), the "
+                f"input {fmt.INPUT!r} must be a float32 or float64 tensor (batch, time, "
+                f"features), the "
                 f"graph declares {x.type} of shape {shape}"
             )
         if shape[2] != n_features:

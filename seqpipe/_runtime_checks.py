@@ -20,15 +20,18 @@ CPU = "CPUExecutionProvider"
 CUDA = "CUDAExecutionProvider"
 
 _FLOAT32 = np.dtype(np.float32)
+_FLOAT64 = np.dtype(np.float64)
 _FLOAT32_MAX_SQUARED = float(np.finfo(np.float32).max) ** 2
 
 
-def check_batch(X: Any, n_features: int, shortest_fit: int | None = None) -> np.ndarray:
-    """``X`` as a C-contiguous float32 ``(n, T, n_features)`` array, or a clear error.
+def check_batch(
+    X: Any, n_features: int, dtype: np.dtype = _FLOAT32, shortest_fit: int | None = None
+) -> np.ndarray:
+    """``X`` as a C-contiguous ``(n, T, n_features)`` array of ``dtype``, or a clear error.
 
-    A float32 C-contiguous 3-D array of the right width (what a service usually
-    holds) costs a few attribute reads and one finiteness test; anything else goes
-    through the shared validator.
+    An array already in that form (what a service usually holds) costs a few
+    attribute reads and one finiteness test; anything else goes through the shared
+    validator.
 
     Parameters
     ----------
@@ -36,6 +39,9 @@ def check_batch(X: Any, n_features: int, shortest_fit: int | None = None) -> np.
         Sequences in any layout the estimators accept.
     n_features : int
         Features per time step the model expects.
+    dtype : numpy dtype, default=float32
+        The model's input dtype: float32, or float64 for files whose scaling needs
+        it (see :func:`seqpipe.onnx.export`).
     shortest_fit : int, optional
         Fewest time steps of a sequence the model was fitted on: a 2-D ``(n, 1)``
         X then gets the shared single-window warning (see
@@ -44,16 +50,18 @@ def check_batch(X: Any, n_features: int, shortest_fit: int | None = None) -> np.
     Returns
     -------
     X : ndarray of shape (n_samples, n_timesteps, n_features)
-        C-contiguous float32, padding still NaN.
+        C-contiguous ``dtype``, padding still NaN.
     """
     if (
         type(X) is not np.ndarray
         or X.ndim != 3
-        or X.dtype is not _FLOAT32
+        or X.dtype is not dtype
         or X.shape[2] != n_features
         or not X.flags.c_contiguous
         or 0 in X.shape
     ):
+        if dtype is _FLOAT64:
+            return _convert_float64(X, n_features, shortest_fit)
         return _convert(X, n_features, shortest_fit)
     # One BLAS dot product instead of isfinite().all() (a third of the cost on small
     # batches): a NaN or inf anywhere makes it non-finite, and so does overflow from
@@ -94,6 +102,18 @@ def _convert(X: Any, n_features: int, shortest_fit: int | None) -> np.ndarray:
             return cast
     X = validate_sequences(
         X, dtype=np.float32, n_features=n_features, shortest_fit=shortest_fit
+    ).data
+    if X.shape[2] != n_features:
+        raise ValueError(
+            f"X has {X.shape[2]} features per time step, but this model expects {n_features}"
+        )
+    return np.ascontiguousarray(X)
+
+
+def _convert_float64(X: Any, n_features: int, shortest_fit: int | None) -> np.ndarray:
+    """The slow path for float64 models: nothing can overflow, so only the validator."""
+    X = validate_sequences(
+        X, dtype=np.float64, n_features=n_features, shortest_fit=shortest_fit
     ).data
     if X.shape[2] != n_features:
         raise ValueError(

@@ -38,6 +38,7 @@ __all__ = [
     "LAYOUTS",
     "SequenceBatch",
     "SingleWindowWarning",
+    "check_fits",
     "check_padding",
     "validate_sequences",
 ]
@@ -199,6 +200,28 @@ def validate_sequences(
     else:
         data, narrowed_from = _cast(source, dtype, copy, writeable)
     return SequenceBatch(data, _check_values(data, narrowed_from), one_feature)
+
+
+def check_fits(X: np.ndarray, dtype: Any) -> None:
+    """Raise the overflow message if a value of float ``X`` would become infinity as ``dtype``.
+
+    For callers that keep the data wider than the network computes (the estimators
+    standardize in float64 and train in float32): a value float32 cannot hold gets
+    the same message as where the cast happens during validation.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_samples, n_timesteps, n_features)
+        Validated float sequences, padding as NaN.
+    dtype : dtype
+        The narrower float type the values must fit.
+    """
+    limit = float(np.finfo(dtype).max)
+    with np.errstate(invalid="ignore"):
+        if not (np.nanmax(X) > limit or np.nanmin(X) < -limit):
+            return
+        with np.errstate(over="ignore"):
+            _check_overflow(X, X.astype(dtype), 0)
 
 
 def check_padding(X: np.ndarray, *, first_sample: int = 0) -> None:

@@ -18,13 +18,13 @@ import numpy as np
 from sklearn.utils.validation import _check_feature_names
 
 from seqpipe._frames import is_long_frame
-from seqpipe._sequence_rules import validate_sequences
+from seqpipe._sequence_rules import check_fits, validate_sequences
 
 
 def check_sequences(
     X: Any,
     *,
-    dtype: type = np.float32,
+    dtype: type = np.float64,
     n_features: int | None = None,
     shortest_fit: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray | None]:
@@ -38,8 +38,10 @@ def check_sequences(
     ----------
     X : array-like, list of array-like, or pandas object
         Sequence data.
-    dtype : type, default=np.float32
-        Float dtype of ``X3d``.
+    dtype : type, default=np.float64
+        Float dtype of ``X3d``. The estimators standardize in float64 and cast to
+        the network's float32 afterwards, so an offset like 1e7 loses nothing;
+        values float32 cannot hold at all are refused as if cast.
     n_features : int, default=None
         Features the fitted estimator expects; a 2-D ``X`` (one feature) for an
         estimator with more gets the shared reshape message. A 3-D width mismatch
@@ -56,6 +58,8 @@ def check_sequences(
         Each sequence's valid length, or None when no sequence is padded.
     """
     batch = validate_sequences(X, dtype=dtype, n_features=n_features, shortest_fit=shortest_fit)
+    if np.dtype(dtype).itemsize > 4:
+        check_fits(batch.data, np.float32)
     return batch.data, batch.lengths
 
 

@@ -7,14 +7,16 @@ device and read once per epoch, so the loop does not stall the GPU per batch.
 
 from __future__ import annotations
 
-import copy
-import sys
+import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
+
+from seqpipe.callbacks import Callback, StopTraining
 
 LossFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor | None], torch.Tensor]
 
@@ -64,10 +66,20 @@ class LoopSettings:
     epochs: int
     batch_size: int
     shuffle: bool
-    patience: int | None
     clip_grad_norm: float | None
-    verbose: int
     lr_schedule: str | None = None
+    #: Early stopping's patience, which the plateau schedule stays below (or None).
+    stop_patience: int | None = None
+    #: What the user could change, appended to a non-finite loss error.
+    non_finite_hint: str = ""
+
+
+class NonFiniteLossError(ValueError):
+    """Training produced a NaN or infinite loss (or weights), so ``fit`` stopped.
+
+    A ``ValueError``, as scikit-learn's ``MLPRegressor`` raises for the same problem.
+    The estimator is left as it was before that ``fit``.
+    """
 
 
 def make_scheduler(
@@ -113,6 +125,7 @@ def _evaluate(module: nn.Module, data: TensorData, loss_fn: LossFn, batch_size: 
 
 
 def train_epochs(
+    estimator: Any,
     module: nn.Module,
     optimizer: torch.optim.Optimizer,
     loss_fn: LossFn,
@@ -121,18 +134,28 @@ def train_epochs(
     settings: LoopSettings,
     generator: torch.Generator,
     history: list[dict[str, float]],
-) -> int | None:
-    """Run the epochs, appending one dict per epoch to ``history``.
+    callbacks: Sequence[Callback] = (),
+) -> None:
+    """Run the epochs, appending one record per epoch to ``history``.
 
-    With ``valid`` data, stops after ``patience`` epochs without improvement and
-    restores the best weights; returns the best epoch number (1-based) or None.
+    ``callbacks`` (see :mod:`seqpipe.callbacks`) are called with ``estimator`` once
+    before the first epoch, after each epoch and after the last; any of them may end
+    training after an epoch. Nothing runs per batch but the training step itself.
+
+    Raises
+    ------
+    NonFiniteLossError
+        When an epoch's training or validation loss, or a weight after the last
+        epoch, is NaN or infinite.
     """
     n = len(train)
     batch_size = min(settings.batch_size, n)
-    best_loss, best_epoch, best_state = float("inf"), None, None
     first_epoch = len(history) + 1
-    stop_patience = settings.patience if valid is not None else None
-    scheduler = make_scheduler(settings.lr_schedule, optimizer, settings.epochs, stop_patience)
+    scheduler = make_scheduler(
+        settings.lr_schedule, optimizer, settings.epochs, settings.stop_patience
+    )
+    for callback in callbacks:
+        callback.on_train_begin(estimator)
     for epoch in range(first_epoch, first_epoch + settings.epochs):
         started = time.perf_counter()
         module.train()
@@ -154,9 +177,14 @@ def train_epochs(
                 nn.utils.clip_grad_norm_(module.parameters(), settings.clip_grad_norm)
             optimizer.step()
             total += loss.detach() * len(batch)
-        record = {"epoch": epoch, "train_loss": float(total) / n}
+        # One NaN batch makes the sum NaN: checking once per epoch sees every batch.
+        record = {
+            "epoch": epoch,
+            "train_loss": _finite(float(total) / n, "training", epoch, settings),
+        }
         if valid is not None:
-            record["valid_loss"] = _evaluate(module, valid, loss_fn, max(batch_size, 1024))
+            valid_loss = _evaluate(module, valid, loss_fn, max(batch_size, 1024))
+            record["valid_loss"] = _finite(valid_loss, "validation", epoch, settings)
         record["lr"] = optimizer.param_groups[0]["lr"]
         if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
             scheduler.step(record.get("valid_loss", record["train_loss"]))
@@ -164,37 +192,34 @@ def train_epochs(
             scheduler.step()
         record["seconds"] = time.perf_counter() - started
         history.append(record)
-        _report(record, settings, first_epoch)
-        if valid is None:
-            continue
-        if record["valid_loss"] < best_loss:
-            best_loss, best_epoch = record["valid_loss"], epoch
-            best_state = copy.deepcopy(module.state_dict())
-        elif settings.patience is not None and epoch - best_epoch >= settings.patience:
+        if callbacks and _should_stop(callbacks, estimator, record):
             break
-    if best_state is not None:
-        module.load_state_dict(best_state)
+    # The last optimizer step comes after the last loss was measured.
+    for name, value in module.state_dict().items():
+        if value.is_floating_point() and not bool(torch.isfinite(value).all()):
+            raise NonFiniteLossError(
+                f"training left a non-finite weight ({name}) after epoch {history[-1]['epoch']}"
+                f"{settings.non_finite_hint}"
+            )
     module.eval()
-    if settings.verbose == 1:
-        print(file=sys.stderr)
-    return best_epoch
+    for callback in callbacks:
+        callback.on_train_end(estimator)
 
 
-def _report(record: dict[str, float], settings: LoopSettings, first_epoch: int) -> None:
-    if not settings.verbose:
-        return
-    last = first_epoch + settings.epochs - 1
-    losses = "  ".join(f"{k}={v:.5g}" for k, v in record.items() if k.endswith("_loss"))
-    if settings.verbose >= 2:
-        print(
-            f"epoch {record['epoch']}/{last}  {losses}  {record['seconds']:.3f}s", file=sys.stderr
+def _finite(value: float, which: str, epoch: int, settings: LoopSettings) -> float:
+    if not math.isfinite(value):
+        raise NonFiniteLossError(
+            f"the {which} loss became {value} at epoch {epoch}{settings.non_finite_hint}"
         )
-        return
-    done = (record["epoch"] - first_epoch + 1) / settings.epochs
-    bar = "#" * int(30 * done)
-    print(
-        f"\r[{bar:<30}] epoch {record['epoch']}/{last}  {losses}",
-        end="",
-        file=sys.stderr,
-        flush=True,
-    )
+    return value
+
+
+def _should_stop(callbacks: Sequence[Callback], estimator: Any, record: dict[str, float]) -> bool:
+    """Every callback sees the epoch; True if any asked to stop."""
+    stop = False
+    for callback in callbacks:
+        try:
+            stop = bool(callback.on_epoch_end(estimator, record)) or stop
+        except StopTraining:
+            stop = True
+    return stop

@@ -7,13 +7,10 @@ from typing import Any
 import numpy as np
 import torch
 from sklearn.base import ClassifierMixin
-from sklearn.preprocessing import LabelEncoder
-from sklearn.utils.multiclass import check_classification_targets
-from sklearn.utils.validation import check_consistent_length, column_or_1d
 
 from seqpipe._base import SequenceModelBase
-from seqpipe._targets import TargetLayout
-from seqpipe._training import cross_entropy_loss
+from seqpipe._targets import Targets, class_targets
+from seqpipe.callbacks import Callback
 
 
 class LSTMClassifier(ClassifierMixin, SequenceModelBase):
@@ -73,7 +70,8 @@ class LSTMClassifier(ClassifierMixin, SequenceModelBase):
         Shuffle the training samples every epoch.
     validation_fraction : float, default=0.0
         Hold out this last fraction of the samples (time order kept, as Keras'
-        ``validation_split``) for early stopping.
+        ``validation_split``) for early stopping. The held-out rows shape nothing
+        else: every scaling statistic is learned on the training rows only.
     patience : int or None, default=10
         Epochs without validation improvement before stopping; best weights are
         restored. Only used with ``validation_fraction > 0``.
@@ -102,9 +100,18 @@ class LSTMClassifier(ClassifierMixin, SequenceModelBase):
     device : {"cpu", "cuda", "auto"} or torch.device, default="cpu"
         Where the network trains and predicts; ``"auto"`` picks CUDA when available.
     verbose : int, default=0
-        1 shows a progress bar, 2 one line per epoch.
+        1 shows a tqdm progress bar over the epochs, 2 one line per epoch
+        (:class:`seqpipe.callbacks.ProgressBar`).
     warm_start : bool, default=False
-        Continue training the fitted network instead of starting anew.
+        Continue training the fitted network instead of starting anew. The data
+        must suit it (same feature count, same kind of ``y``); otherwise ``fit``
+        raises and the fitted model stays as it was.
+    callbacks : list of seqpipe.callbacks.Callback or None, default=None
+        Called when training starts, after every epoch (able to stop training) and
+        when it ends; see :mod:`seqpipe.callbacks`. ``fit`` works on clones, kept
+        as ``callbacks_``. An ``EarlyStopping`` here replaces the one
+        ``validation_fraction``/``patience`` build, a ``ProgressBar`` the one of
+        ``verbose``.
 
     Attributes
     ----------
@@ -125,12 +132,16 @@ class LSTMClassifier(ClassifierMixin, SequenceModelBase):
         Epochs run so far.
     best_epoch_ : int or None
         Epoch whose weights were restored by early stopping.
+    callbacks_ : list of seqpipe.callbacks.Callback
+        The callbacks of the last ``fit`` (clones of ``callbacks`` and the
+        built-ins that ``validation_fraction`` and ``verbose`` add), after training.
     n_features_in_ : int
         Features per time step seen in ``fit``.
     feature_names_in_ : ndarray of str objects of shape (n_features_in_,)
         The columns of a long-format DataFrame seen in ``fit``; only defined then.
     x_mean_, x_scale_ : ndarray of shape (n_features_in_,)
-        Input standardization learned in ``fit`` (0 and 1 with ``scale_X=False``).
+        Input standardization learned in ``fit`` on the training rows, float64
+        (0 and 1 with ``scale_X=False``).
 
     See Also
     --------
@@ -180,6 +191,7 @@ class LSTMClassifier(ClassifierMixin, SequenceModelBase):
         device: str = "cpu",
         verbose: int = 0,
         warm_start: bool = False,
+        callbacks: list[Callback] | None = None,
     ) -> None:
         self.architecture = architecture
         self.hidden_size = hidden_size
@@ -207,6 +219,7 @@ class LSTMClassifier(ClassifierMixin, SequenceModelBase):
         self.device = device
         self.verbose = verbose
         self.warm_start = warm_start
+        self.callbacks = callbacks
 
     def fit(self, X: Any, y: Any) -> LSTMClassifier:
         """Train on sequences ``X`` and class labels ``y`` (1-D, any label type).
@@ -215,25 +228,16 @@ class LSTMClassifier(ClassifierMixin, SequenceModelBase):
         -------
         self : LSTMClassifier
         """
-        self._validate_params()
-        X, lengths = self._validate_X(X, reset=True)
-        if y is None:
-            raise ValueError("requires y to be passed, but the target y is None")
-        y = column_or_1d(y, warn=True)
-        check_consistent_length(X, y)
-        check_classification_targets(y)
-        encoder = LabelEncoder().fit(y)
-        self.classes_ = encoder.classes_
-        if len(self.classes_) < 2:
-            raise ValueError(
-                f"LSTMClassifier needs samples of at least 2 classes in the data; got 1 class "
-                f"({self.classes_[0]!r})"
-            )
-        self._fit_input_scaling(X)
-        codes = torch.from_numpy(encoder.transform(y).astype(np.int64))
-        layout = TargetLayout("classes", len(self.classes_))
-        self._fit_network(X, lengths, codes, None, cross_entropy_loss, layout)
-        return self
+        return self._fit_sequences(X, y)
+
+    def _check_targets(self, y: Any, X: np.ndarray, lengths: np.ndarray | None) -> Targets:
+        return class_targets(y, X, "LSTMClassifier")
+
+    def _training_targets(
+        self, targets: Targets, X: np.ndarray, inputs: np.ndarray, n_train: int
+    ) -> torch.Tensor:
+        self.classes_ = targets.classes
+        return torch.from_numpy(targets.values)
 
     def predict_proba(self, X: Any) -> np.ndarray:
         """Class probabilities, columns ordered as ``classes_``."""

@@ -10,17 +10,18 @@ from sklearn.base import RegressorMixin
 from sklearn.metrics import r2_score
 from sklearn.utils._param_validation import StrOptions
 
-from seqpipe._base import SequenceModelBase, feature_stats
+from seqpipe._base import SequenceModelBase
 from seqpipe._local_scaling import target_features, window_stats
 from seqpipe._sequences import step_mask
 from seqpipe._targets import (
     TargetLayout,
-    as_matrix,
-    check_horizon_targets,
-    check_regression_targets,
+    Targets,
+    horizon_targets,
+    regression_targets,
     shape_predictions,
+    standardize,
 )
-from seqpipe._training import mse_loss
+from seqpipe.callbacks import Callback
 
 
 class LSTMRegressor(RegressorMixin, SequenceModelBase):
@@ -72,7 +73,8 @@ class LSTMRegressor(RegressorMixin, SequenceModelBase):
         Shuffle the training samples every epoch.
     validation_fraction : float, default=0.0
         Hold out this last fraction of the samples (time order kept, as Keras'
-        ``validation_split``) for early stopping.
+        ``validation_split``) for early stopping. The held-out rows shape nothing
+        else: every scaling statistic is learned on the training rows only.
     patience : int or None, default=10
         Epochs without validation improvement before stopping; best weights are
         restored. Only used with ``validation_fraction > 0``.
@@ -100,9 +102,18 @@ class LSTMRegressor(RegressorMixin, SequenceModelBase):
         Seeds weight initialisation, shuffling and dropout: same seed, same model.
     device : {"cpu", "cuda", "auto"} or torch.device, default="cpu"
     verbose : int, default=0
-        1 shows a progress bar, 2 one line per epoch.
+        1 shows a tqdm progress bar over the epochs, 2 one line per epoch
+        (:class:`seqpipe.callbacks.ProgressBar`).
     warm_start : bool, default=False
-        Continue training the fitted network instead of starting anew.
+        Continue training the fitted network instead of starting anew. The data
+        must suit it (same feature count, same kind of ``y``); otherwise ``fit``
+        raises and the fitted model stays as it was.
+    callbacks : list of seqpipe.callbacks.Callback or None, default=None
+        Called when training starts, after every epoch (able to stop training) and
+        when it ends; see :mod:`seqpipe.callbacks`. ``fit`` works on clones, kept
+        as ``callbacks_``. An ``EarlyStopping`` here replaces the one
+        ``validation_fraction``/``patience`` build, a ``ProgressBar`` the one of
+        ``verbose``.
 
     Attributes
     ----------
@@ -120,6 +131,9 @@ class LSTMRegressor(RegressorMixin, SequenceModelBase):
         Epochs run so far.
     best_epoch_ : int or None
         Epoch whose weights were restored by early stopping.
+    callbacks_ : list of seqpipe.callbacks.Callback
+        The callbacks of the last ``fit`` (clones of ``callbacks`` and the
+        built-ins that ``validation_fraction`` and ``verbose`` add), after training.
     local_target_features_ : ndarray of int or None
         With ``local_scaling``, the input feature whose window statistics scale each
         target column.
@@ -172,6 +186,7 @@ class LSTMRegressor(RegressorMixin, SequenceModelBase):
         device: str = "cpu",
         verbose: int = 0,
         warm_start: bool = False,
+        callbacks: list[Callback] | None = None,
     ) -> None:
         self.architecture = architecture
         self.hidden_size = hidden_size
@@ -201,6 +216,7 @@ class LSTMRegressor(RegressorMixin, SequenceModelBase):
         self.device = device
         self.verbose = verbose
         self.warm_start = warm_start
+        self.callbacks = callbacks
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -221,26 +237,25 @@ class LSTMRegressor(RegressorMixin, SequenceModelBase):
         -------
         self : LSTMRegressor
         """
-        self._validate_params()
-        X, lengths = self._validate_X(X, reset=True)
+        return self._fit_sequences(X, y)
+
+    def _check_targets(self, y: Any, X: np.ndarray, lengths: np.ndarray | None) -> Targets:
         if self.head == "seq2seq":
-            y, layout = check_horizon_targets(y, X)
-            mask = None
+            targets = horizon_targets(y, X)
         else:
-            y, layout, mask = check_regression_targets(y, X, lengths)
-        self._fit_input_scaling(X)
-        y = y.reshape(*y.shape[: 2 if layout.per_step else 1], -1)
-        self.local_target_features_ = self._local_target_features(X.shape[2], layout)
-        y = self._to_local_units(y, X, layout, inverse=False)
-        if self.scale_y:
-            mean, scale = feature_stats(as_matrix(y, layout, mask))
-        else:
-            mean, scale = np.zeros(layout.n_outputs), np.ones(layout.n_outputs)
-        self.y_mean_, self.y_scale_ = mean, scale
-        y_scaled = (y - mean) / scale
-        y_tensor = torch.from_numpy(np.nan_to_num(y_scaled).astype(np.float32))
-        self._fit_network(X, lengths, y_tensor, mask, mse_loss, layout)
-        return self
+            targets = regression_targets(y, X, lengths)
+        self._local_target_features(X.shape[2], targets.layout)  # ambiguous units raise here
+        return targets
+
+    def _training_targets(
+        self, targets: Targets, X: np.ndarray, inputs: np.ndarray, n_train: int
+    ) -> torch.Tensor:
+        self.local_target_features_ = self._local_target_features(X.shape[2], targets.layout)
+        values = self._to_local_units(targets.values, X, targets.layout, inverse=False)
+        scaled, self.y_mean_, self.y_scale_ = standardize(
+            targets, n_train, enabled=self.scale_y, values=values
+        )
+        return torch.from_numpy(scaled)
 
     def predict(self, X: Any) -> np.ndarray:
         """Predict targets for sequences ``X``.

@@ -314,6 +314,9 @@ class OnnxSequenceModel:
         Whether the file has recurrent state inputs (see :meth:`stream`).
     input_name : str
         The graph input that takes ``X``.
+    input_dtype : numpy.dtype
+        Its dtype: float32, or float64 for files whose input scaling needs it;
+        ``X`` of any numeric dtype is cast to it.
     output_name : str
         The graph output ``predict`` (or ``transform``) returns.
     model_bytes : bytes or None
@@ -373,6 +376,11 @@ class OnnxSequenceModel:
             fmt.TASK_TRANSFORM: fmt.OUTPUT_FEATURES,
         }[self.task]
         self.input_name = fmt.INPUT
+        # float64 for files whose input scaling needs it (large offsets), else float32;
+        # the file contract has checked it is one of the two.
+        inputs = {node.name: node for node in session.get_inputs()}
+        double = inputs[fmt.INPUT].type == "tensor(double)"
+        self.input_dtype = np.dtype(np.float64 if double else np.float32)
         self.output_name = main
         self._main = [main]
         self._proba = [fmt.OUTPUT_PROBA]
@@ -416,7 +424,7 @@ class OnnxSequenceModel:
 
     def _checked(self, X: Any) -> np.ndarray:
         """``X`` validated (:func:`check_batch`), and within ``max_timesteps``."""
-        X = check_batch(X, self.n_features_in_, self._shortest_fit)
+        X = check_batch(X, self.n_features_in_, self.input_dtype, self._shortest_fit)
         bound = self.max_timesteps
         if bound is not None and X.shape[1] > bound:
             # Steps past the bound are fine while they are padding (the graph cuts them).
@@ -454,9 +462,8 @@ class OnnxSequenceModel:
         ):
             return self._predict_other(X)
         # The hot path (a regression file), kept to one check and one run.
-        return self._run(
-            self._main, {self._input: check_batch(X, self.n_features_in_, self._shortest_fit)}
-        )[0]
+        X = check_batch(X, self.n_features_in_, self.input_dtype, self._shortest_fit)
+        return self._run(self._main, {self._input: X})[0]
 
     def _predict_other(self, X: Any) -> np.ndarray:
         if self.task == fmt.TASK_TRANSFORM:
@@ -589,7 +596,7 @@ class Stream:
 
         Shorter chunks for some streams: NaN-pad them at the end, as for ``predict``.
         """
-        chunk = check_batch(chunk, self.model.n_features_in_)
+        chunk = check_batch(chunk, self.model.n_features_in_, self.model.input_dtype)
         if chunk.shape[0] != self.batch_size:
             raise ValueError(
                 f"this stream holds {self.batch_size} sequences but got a chunk of {chunk.shape[0]}"

@@ -7,15 +7,20 @@ from typing import Any
 import numpy as np
 import torch
 from sklearn.base import ClassNamePrefixFeaturesOutMixin, TransformerMixin
-from sklearn.preprocessing import LabelEncoder
 from sklearn.utils._param_validation import StrOptions
 from sklearn.utils.multiclass import type_of_target
 
-from seqpipe._base import SequenceModelBase, feature_stats
+from seqpipe._base import SequenceModelBase
 from seqpipe._output import SequenceOutputMixin
-from seqpipe._sequences import step_mask
-from seqpipe._targets import TargetLayout, as_matrix, check_regression_targets
-from seqpipe._training import cross_entropy_loss, mse_loss
+from seqpipe._targets import (
+    Targets,
+    class_targets,
+    next_step_targets,
+    regression_targets,
+    shift_one_step,
+    standardize,
+)
+from seqpipe.callbacks import Callback
 
 
 class LSTMTransformer(
@@ -68,7 +73,8 @@ class LSTMTransformer(
         Shuffle the training samples every epoch.
     validation_fraction : float, default=0.0
         Hold out this last fraction of the samples (time order kept, as Keras'
-        ``validation_split``) for early stopping.
+        ``validation_split``) for early stopping. The held-out rows shape nothing
+        else: every scaling statistic is learned on the training rows only.
     patience : int or None, default=10
         Epochs without validation improvement before stopping; best weights are
         restored. Only used with ``validation_fraction > 0``.
@@ -92,9 +98,12 @@ class LSTMTransformer(
     device : {"cpu", "cuda", "auto"} or torch.device, default="cpu"
         Where the network trains and predicts; ``"auto"`` picks CUDA when available.
     verbose : int, default=0
-        1 shows a progress bar, 2 one line per epoch.
+        1 shows a tqdm progress bar over the epochs, 2 one line per epoch
+        (:class:`seqpipe.callbacks.ProgressBar`).
     warm_start : bool, default=False
-        Continue training the fitted network instead of starting anew.
+        Continue training the fitted network instead of starting anew. The data
+        must suit it (same feature count, same kind of ``y``); otherwise ``fit``
+        raises and the fitted model stays as it was.
     task : {"auto", "forecast", "regression", "classification"}, default="auto"
         What the encoder learns to do:
 
@@ -103,6 +112,12 @@ class LSTMTransformer(
         * ``"classification"``: predict ``y``'s class (``"auto"`` for discrete ``y``);
         * ``"regression"``: predict ``y``, standardized (``"auto"`` for continuous
           ``y``); ``y`` may be 1-D, 2-D or per step (3-D).
+    callbacks : list of seqpipe.callbacks.Callback or None, default=None
+        Called when training starts, after every epoch (able to stop training) and
+        when it ends; see :mod:`seqpipe.callbacks`. ``fit`` works on clones, kept
+        as ``callbacks_``. An ``EarlyStopping`` here replaces the one
+        ``validation_fraction``/``patience`` build, a ``ProgressBar`` the one of
+        ``verbose``.
 
     Attributes
     ----------
@@ -123,12 +138,16 @@ class LSTMTransformer(
         Epochs run so far.
     best_epoch_ : int or None
         Epoch whose weights were restored by early stopping.
+    callbacks_ : list of seqpipe.callbacks.Callback
+        The callbacks of the last ``fit`` (clones of ``callbacks`` and the
+        built-ins that ``validation_fraction`` and ``verbose`` add), after training.
     n_features_in_ : int
         Features per time step seen in ``fit``.
     feature_names_in_ : ndarray of str objects of shape (n_features_in_,)
         The columns of a long-format DataFrame seen in ``fit``; only defined then.
     x_mean_, x_scale_ : ndarray of shape (n_features_in_,)
-        Input standardization learned in ``fit`` (0 and 1 with ``scale_X=False``).
+        Input standardization learned in ``fit`` on the training rows, float64
+        (0 and 1 with ``scale_X=False``).
 
     See Also
     --------
@@ -192,6 +211,7 @@ class LSTMTransformer(
         verbose: int = 0,
         warm_start: bool = False,
         task: str = "auto",
+        callbacks: list[Callback] | None = None,
     ) -> None:
         self.architecture = architecture
         self.hidden_size = hidden_size
@@ -220,6 +240,7 @@ class LSTMTransformer(
         self.verbose = verbose
         self.warm_start = warm_start
         self.task = task
+        self.callbacks = callbacks
 
     def _resolve_task(self, y: Any) -> str:
         if self.task != "auto":
@@ -236,61 +257,34 @@ class LSTMTransformer(
         -------
         self : LSTMTransformer
         """
-        self._validate_params()
-        X, lengths = self._validate_X(X, reset=True)
-        self._fit_input_scaling(X)
-        self.task_ = task = self._resolve_task(y)
-        if task == "forecast":
-            self._fit_forecast(X, lengths)
-        elif task == "classification":
-            if y is None:
-                raise ValueError("task='classification' requires y, but the target y is None")
-            codes = LabelEncoder().fit_transform(np.asarray(y).ravel())
-            n_classes = int(codes.max()) + 1
-            self._fit_network(
-                X,
-                lengths,
-                torch.from_numpy(codes.astype(np.int64)),
-                None,
-                cross_entropy_loss,
-                TargetLayout("classes", max(n_classes, 2)),
-            )
-        else:
-            y, layout, mask = check_regression_targets(y, X, lengths)
-            mean, scale = feature_stats(as_matrix(y, layout, mask))
-            y = (y.reshape(*y.shape[: 2 if layout.per_step else 1], -1) - mean) / scale
-            self._fit_network(
-                X,
-                lengths,
-                torch.from_numpy(np.nan_to_num(y).astype(np.float32)),
-                mask,
-                mse_loss,
-                layout,
-            )
-        self._n_features_out = int(self.module_.body.output_size)
-        return self
+        return self._fit_sequences(X, y)
 
-    def _fit_forecast(self, X: np.ndarray, lengths: np.ndarray | None) -> None:
-        n, t, _ = X.shape
-        if t < 2 or (lengths is not None and lengths.min() < 2):
-            raise ValueError(
-                "task='forecast' learns to predict each next step, so every sequence needs "
-                "at least 2 time steps"
-            )
-        # Step t's target is the (scaled) input at t + 1; the last valid step has none.
-        target = np.nan_to_num((X[:, 1:] - self.x_mean_) / self.x_scale_)
-        target = np.concatenate([target, np.zeros_like(X[:, :1])], axis=1)
-        valid = step_mask(None if lengths is None else lengths - 1, n, t)
-        if lengths is None:
-            valid[:, -1] = False
-        self._fit_network(
-            X,
-            lengths,
-            torch.from_numpy(target.astype(np.float32)),
-            valid,
-            mse_loss,
-            TargetLayout("per_step", X.shape[2]),
-        )
+    def _check_targets(self, y: Any, X: np.ndarray, lengths: np.ndarray | None) -> Targets:
+        task = self._resolve_task(y)
+        if task == "forecast":
+            return next_step_targets(X, lengths)
+        if y is None:
+            raise ValueError(f"task={task!r} requires y, but the target y is None")
+        if task == "classification":
+            return class_targets(y, X, "LSTMTransformer(task='classification')")
+        return regression_targets(y, X, lengths)
+
+    def _training_targets(
+        self, targets: Targets, X: np.ndarray, inputs: np.ndarray, n_train: int
+    ) -> torch.Tensor:
+        self.task_ = targets.task
+        if targets.task == "forecast":
+            # The next step as the network reads it: after every input scaling.
+            return torch.from_numpy(shift_one_step(inputs))
+        if targets.task == "classification":
+            return torch.from_numpy(targets.values)
+        scaled, _, _ = standardize(targets, n_train)
+        return torch.from_numpy(scaled)
+
+    @property
+    def _n_features_out(self) -> int:
+        """Width of ``transform``'s output (for ``get_feature_names_out``)."""
+        return int(self.module_.body.output_size)
 
     def transform(self, X: Any) -> Any:
         """Each sequence's final hidden state, shape ``(n_samples, n_features_out)``.

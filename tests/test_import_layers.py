@@ -39,6 +39,7 @@ LAYERS: dict[str, int] = {
     "seqpipe._local_scaling": 1,
     "seqpipe._atomic": 1,
     "seqpipe._file_contract": 1,
+    "seqpipe._scaling": 1,
     "seqpipe.runtime": 1,
     # 2 bodies and the registry
     "seqpipe.architectures.padding": 2,
@@ -54,6 +55,7 @@ LAYERS: dict[str, int] = {
     "seqpipe.plugins": 2,
     "seqpipe._network": 2,
     "seqpipe._training": 2,
+    "seqpipe.callbacks": 2,
     # 3 estimators and what works on them
     "seqpipe._base": 3,
     "seqpipe._output": 3,

@@ -119,7 +119,7 @@ def test_lr_schedule_changes_the_learning_rate(schedule):
     noise = np.random.default_rng(1).normal(size=32)
     model = LSTMRegressor(
         lr_schedule=schedule,
-        lr=0.01,
+        lr=0.03,
         hidden_size=4,
         epochs=40,
         validation_fraction=0.5,
@@ -127,10 +127,10 @@ def test_lr_schedule_changes_the_learning_rate(schedule):
         random_state=0,
     )
     lrs = [record["lr"] for record in model.fit(X, noise).history_]
-    assert lrs[0] == 0.01 and lrs[-1] < 0.01
+    assert lrs[0] == 0.03 and lrs[-1] < 0.03
     assert all(b <= a for a, b in itertools.pairwise(lrs))
     if schedule == "plateau":
-        assert min(lrs) >= 0.01 / 100
+        assert min(lrs) >= 0.03 / 100
 
 
 @pytest.mark.parametrize("schedule", ["plateau", "cosine"])

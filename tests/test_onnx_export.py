@@ -712,14 +712,19 @@ def test_filled_optional_inputs_compute_the_same():
 
 def test_input_scaling_folds_into_weights_unless_precision_would_suffer(tmp_path):
     X, y = _data("single")
-    ops = {}
+    ops, inputs = {}, {}
     for name, offset in (("folded", 0.0), ("explicit", 1e5)):
         data = X + np.array([0.0, offset])  # feature 1: mean 50 (+1e5), spread 10
         est = LSTMRegressor(hidden_size=5, **FAST).fit(data, y)
         path = export(est, tmp_path / f"{name}.onnx", **QUICK_VERIFY)
-        ops[name] = [n.op_type for n in onnx.load(path).graph.node]
+        graph = onnx.load(path).graph
+        ops[name] = [n.op_type for n in graph.node]
+        inputs[name] = graph.input[0].type.tensor_type.elem_type
         session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-        ragged = _inputs()[-1] + np.array([0, offset], dtype=np.float32)
+        # Far from zero, X enters as float64: float32 would lose what the scaling keeps.
+        dtype = np.float32 if offset == 0 else np.float64
+        ragged = (_inputs()[-1] + np.array([0, offset])).astype(dtype)
         assert_close(session.run(None, {"X": ragged})[0], est.predict(ragged))
     assert "Sub" not in ops["folded"] and "Div" not in ops["folded"]
     assert {"Sub", "Div"} <= set(ops["explicit"])
+    assert inputs == {"folded": onnx.TensorProto.FLOAT, "explicit": onnx.TensorProto.DOUBLE}

@@ -1,6 +1,6 @@
 """One graph for a whole export plan: input steps, network, head, task outputs.
 
-Layout of every file (``X`` is float32 ``(batch, time, n_features)``)::
+Layout of every file (``X`` is ``(batch, time, n_features)``)::
 
     X -> per-feature scaling -> NaN padding to 0 -> recurrent body -> head
       -> task outputs (inverse target scaling, labels and probabilities, ...)
@@ -11,6 +11,13 @@ rejects NaN anywhere else before it reaches the graph.) For native layers the
 last scaling step is folded into the first layer's weights, and padding is set
 to the value that scaling maps to 0: two nodes over the whole input instead of
 four.
+
+``X`` is float32 unless float32 would lose precision the model sees: with
+``local_scaling`` (each window is scaled in float64, as in Python) and when an
+input scaling step's ``|center| / scale`` exceeds :data:`_FOLD_LIMIT` (data far
+from zero relative to their spread, such as timestamps or counters). Then ``X``
+is float64 and the scaling runs in float64 before the cast to the network's
+float32, as the estimators' ``predict`` does.
 """
 
 from __future__ import annotations
@@ -50,6 +57,28 @@ class AssembledGraph:
     outputs: list[dict[str, Any]]
     network: dict[str, Any]
     states: list[dict[str, Any]] = field(default_factory=list)
+    #: dtype of the ``X`` input: float32, or float64 where float32 loses precision.
+    input_dtype: type = np.float32
+
+
+def needs_float64_input(plan: ExportPlan) -> bool:
+    """Whether ``X`` must enter the graph as float64 (see the module docstring).
+
+    ``|center| / scale`` of a scaling step is how many of its spreads the data sit
+    from zero; float32 keeps about 7 digits, so past 100 the scaled values would
+    lose more than ~1e-5 of a spread (an offset of 1e7 with unit spread keeps only a
+    handful of distinct values).
+    """
+    est = plan.estimator
+    if est.local_scaling:
+        return True
+    own = Affine(np.asarray(est.x_mean_, float), np.asarray(est.x_scale_, float))
+    steps = fold_steps([*plan.input_steps, own])
+    return any(isinstance(step, Affine) and _ratio(step) > _FOLD_LIMIT for step in steps)
+
+
+def _ratio(step: Affine) -> float:
+    return float(np.max(np.abs(step.center) / step.scale))
 
 
 def assemble(
@@ -60,7 +89,9 @@ def assemble(
     n_features = int(est.n_features_in_)
     g = GraphBuilder(opset)
     g.keep_optional_outputs = fill_optional_inputs
-    x = g.input(fmt.INPUT, np.float32, ["batch", "time", n_features])
+    wide = needs_float64_input(plan)
+    dtype = np.float64 if wide else np.float32
+    x = g.input(fmt.INPUT, dtype, ["batch", "time", n_features])
     # (batch, time, 1), True at padded steps: their features are NaN, and so is the sum.
     # Constants below have the rank of the tensor they meet: onnxruntime's broadcasting
     # is several times slower on a small last axis otherwise.
@@ -69,17 +100,23 @@ def assemble(
     lengths = g.reduce(
         "ReduceSum", g.op("Cast", [g.op("Not", [padding])], to=TensorProto.INT32), [1, 2]
     )
-    own = Affine(est.x_mean_.astype(float), est.x_scale_.astype(float))
+    own = Affine(np.asarray(est.x_mean_, float), np.asarray(est.x_scale_, float))
     local: tuple[str, str] | None = None
+    final: Affine | None
     if est.local_scaling:
         # Each window by its own statistics first, so the pipeline's steps cannot be
         # folded into the estimator's own scaling.
-        h = _input_steps(g, x, fold_steps(list(plan.input_steps)))
+        h = _input_steps(g, x, fold_steps(list(plan.input_steps)), dtype)
         h, local = _local_scaling(g, h, padding, lengths)
         final = own
+    elif wide:
+        # Every step in float64, then the network's float32, as predict does.
+        h = _input_steps(g, x, fold_steps([*plan.input_steps, own]), dtype)
+        h = g.op("Cast", [h], to=TensorProto.FLOAT)
+        final = None
     else:
         *explicit, final = fold_steps([*plan.input_steps, own])
-        h = _input_steps(g, x, explicit)
+        h = _input_steps(g, x, explicit, dtype)
 
     body = est.module_.body
     lowering = lowering_for(est.architecture)
@@ -110,22 +147,21 @@ def assemble(
         # the runtime refuses longer sequences with the same message as Python.
         "max_timesteps": getattr(body, "max_timesteps", None),
     }
-    fold = (
-        lowering.folds_input_scaling and np.max(np.abs(final.center) / final.scale) <= _FOLD_LIMIT
-    )
+    fold = final is not None and lowering.folds_input_scaling and _ratio(final) <= _FOLD_LIMIT
     if fold:
         # Padded steps get the value that scales to 0: Python's zero padding.
         pad_value = final.center.astype(np.float32).reshape(1, 1, -1)
         h = g.op("Where", [nan, g.const(pad_value, "x_pad"), h])
     else:
-        h = _input_steps(g, h, [final])
+        if final is not None:
+            h = _input_steps(g, h, [final], np.float32)
         h = g.op("Where", [nan, g.const(np.zeros((1, 1, 1), np.float32)), h])
     request = LoweringRequest(
         graph=g,
         x=h,
         lengths=lengths,
         input_size=n_features,
-        input_scaling=(final.center, final.scale) if fold else None,
+        input_scaling=(final.center, final.scale) if fold and final is not None else None,
         streaming=streaming,
         fill_optional_inputs=fill_optional_inputs,
     )
@@ -163,7 +199,7 @@ def assemble(
                 "kind": state.kind,
             }
         )
-    return AssembledGraph(g, task, kind, outputs, network, states)
+    return AssembledGraph(g, task, kind, outputs, network, states, dtype)
 
 
 def lowering_for(architecture: str) -> OnnxLowering:
@@ -199,17 +235,18 @@ def fold_steps(steps: list[Affine | Clip]) -> list[Affine | Clip]:
     return folded
 
 
-def _input_steps(g: GraphBuilder, x: str, steps: list[Affine | Clip]) -> str:
+def _input_steps(g: GraphBuilder, x: str, steps: list[Affine | Clip], dtype: type) -> str:
+    """``steps`` applied to ``x``, whose dtype is ``dtype`` (and stays so)."""
     h = x
     for step in steps:
         if isinstance(step, Clip):
-            h = g.op("Max", [h, g.const(step.low.astype(np.float32), "clip_low")])
-            h = g.op("Min", [h, g.const(step.high.astype(np.float32), "clip_high")])
+            h = g.op("Max", [h, g.const(step.low.astype(dtype), "clip_low")])
+            h = g.op("Min", [h, g.const(step.high.astype(dtype), "clip_high")])
             continue
         if np.any(step.center != 0):
-            h = g.op("Sub", [h, g.const(step.center.astype(np.float32), "x_center")])
+            h = g.op("Sub", [h, g.const(step.center.astype(dtype), "x_center")])
         if np.any(step.scale != 1):
-            h = g.op("Div", [h, g.const(step.scale.astype(np.float32), "x_scale")])
+            h = g.op("Div", [h, g.const(step.scale.astype(dtype), "x_scale")])
     return h
 
 
@@ -266,12 +303,13 @@ def _local_scaling(
     """Each window standardized by its own statistics, in float64 as
     :func:`seqpipe._local_scaling.window_stats` computes them.
 
-    Returns the scaled float32 input and the ``(center, scale)`` values, each
-    ``(batch, 1, n_features)`` float64, for mapping targets back.
+    ``h`` is float64 (the graph input is, with local scaling). Returns the scaled
+    float32 input and the ``(center, scale)`` values, each ``(batch, 1, n_features)``
+    float64, for mapping targets back.
     """
     zero = g.const(np.zeros((1, 1, 1)), "zero_f64")
     one = g.const(np.ones((1, 1, 1)), "one_f64")
-    x = g.op("Cast", [h], to=TensorProto.DOUBLE)
+    x = h
     count = g.op("Reshape", [g.op("Cast", [lengths], to=TensorProto.DOUBLE), g.ints([-1, 1, 1])])
     total = g.reduce("ReduceSum", g.op("Where", [padding, zero, x]), [1], 1)
     center = g.op("Div", [total, count])

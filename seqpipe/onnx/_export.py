@@ -82,6 +82,9 @@ def export(
     ------
     TypeError
         The model (or one of its steps) cannot be exported; the message lists what can.
+    ValueError
+        The network or its scaling holds NaN or infinity (a diverged training run,
+        which ``fit`` no longer leaves behind): refit it.
     seqpipe.onnx.VerificationError
         onnxruntime's outputs differ from the Python model's; the message gives the
         largest difference and the failing case.
@@ -92,9 +95,14 @@ def export(
     its batches are tiny, and more threads only spin against each other, which on a
     busy machine turned a 0.1 s export into 15 s.
 
-    The file's input is float32 ``X``; sequence lengths come from its NaN padding, in
-    the graph. Regression outputs are float64 like ``predict``'s, computed in float64
-    from the network's float32 output; ``features`` are float32.
+    The file's input is float32 ``X``, or float64 where float32 would lose precision
+    the model sees (with ``local_scaling``, or data far from zero relative to their
+    spread: an input scaling step's ``|mean| / std`` above 100, e.g. timestamps);
+    the scaling then runs in float64 in the graph, as in ``predict``.
+    :mod:`seqpipe.runtime` casts to the file's input dtype. Sequence lengths come
+    from the NaN padding, in the graph. Regression outputs are float64 like
+    ``predict``'s, computed in float64 from the network's float32 output;
+    ``features`` are float32.
 
     Examples
     --------
@@ -135,7 +143,7 @@ def build_metadata(plan: ExportPlan, assembled: AssembledGraph) -> dict[str, str
     inputs = [
         {
             "name": fmt.INPUT,
-            "dtype": "float32",
+            "dtype": np.dtype(assembled.input_dtype).name,
             "shape": ["batch", "time", n_features],
             "meaning": fmt.PADDING_RULE,
         }

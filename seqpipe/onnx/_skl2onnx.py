@@ -125,18 +125,20 @@ def _shape_estimator(operator: Any) -> None:
         operator.outputs[0].type = DoubleTensorType(dims)
 
 
-def _input_as_float(scope: Any, operator: Any, container: Any) -> str:
-    from skl2onnx.common.data_types import FloatTensorType
+def _input_as_float(scope: Any, operator: Any, container: Any, double: bool = False) -> str:
+    """The operator's input as float32 (or float64 for ``double``), cast if needed."""
+    from skl2onnx.common.data_types import DoubleTensorType, FloatTensorType
 
     name = operator.inputs[0].full_name
-    if isinstance(operator.inputs[0].type, FloatTensorType):
+    wanted = DoubleTensorType if double else FloatTensorType
+    if type(operator.inputs[0].type) is wanted:
         return name
-    cast = scope.get_unique_variable_name(name + "_float")
+    cast = scope.get_unique_variable_name(name + ("_double" if double else "_float"))
     container.add_node(
         "Cast",
         [name],
         [cast],
-        to=onnx.TensorProto.FLOAT,
+        to=onnx.TensorProto.DOUBLE if double else onnx.TensorProto.FLOAT,
         name=scope.get_unique_operator_name("Cast"),
     )
     return cast
@@ -178,15 +180,18 @@ def _convert_estimator(scope: Any, operator: Any, container: Any) -> None:
     """Build the estimator's graph as ``export`` does, then copy it into ``container``."""
     model = operator.raw_operator
     plan = ExportPlan(model, [], None, type(model).__name__, model)
-    graph = assemble(plan, opset=container.target_opset, fill_optional_inputs=True).graph
-    built = graph.build()
+    assembled = assemble(plan, opset=container.target_opset, fill_optional_inputs=True)
+    built = assembled.graph.build()
     outputs = {
         fmt.OUTPUT_REGRESSION: 0,
         fmt.OUTPUT_FEATURES: 0,
         fmt.OUTPUT_LABEL: 0,
         fmt.OUTPUT_PROBA: 1,
     }
-    mapping = {fmt.INPUT: _input_as_float(scope, operator, container)}
+    # The graph's X is float64 where its scaling needs it (see seqpipe.onnx.export);
+    # a float32 input declared to skl2onnx has lost that precision already.
+    double = np.dtype(assembled.input_dtype) == np.float64
+    mapping = {fmt.INPUT: _input_as_float(scope, operator, container, double)}
     for out in built.graph.output:
         mapping[out.name] = operator.outputs[outputs[out.name]].full_name
 

@@ -120,7 +120,32 @@ def plan_export(model: Any) -> ExportPlan:
     check_is_fitted(inner, "module_")
     if target is not None and not isinstance(inner, LSTMRegressor):
         raise UnsupportedModelError("TransformedTargetRegressor must wrap an LSTMRegressor")
+    check_finite_model(inner, _describe(model))
     return ExportPlan(inner, steps, target, _describe(model), model)
+
+
+def check_finite_model(estimator: Any, description: str) -> None:
+    """Refuse a network (or scaling) holding NaN or infinity: it predicts nothing useful.
+
+    Verification cannot catch it: NaN in Python and NaN in onnxruntime agree.
+
+    Raises
+    ------
+    ValueError
+        Naming the first non-finite tensor.
+    """
+    tensors = [(f"module_.{k}", v) for k, v in estimator.module_.state_dict().items()]
+    for name in ("x_mean_", "x_scale_", "y_mean_", "y_scale_"):
+        if hasattr(estimator, name):
+            tensors.append((name, getattr(estimator, name)))
+    for name, value in tensors:
+        array = value.detach().cpu().numpy() if hasattr(value, "detach") else np.asarray(value)
+        if array.dtype.kind == "f" and not np.isfinite(array).all():
+            raise ValueError(
+                f"cannot export {description}: its {name} holds NaN or infinity, so the model "
+                "predicts nothing useful (a training run that diverged). Refit it; fit now "
+                "stops with NonFiniteLossError instead of leaving such a model"
+            )
 
 
 def _describe(model: Any) -> str:

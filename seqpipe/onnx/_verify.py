@@ -57,14 +57,17 @@ def bounded_lengths(plan: ExportPlan, lengths: Sequence[int]) -> tuple[int, ...]
     return tuple(dict.fromkeys(min(int(t), int(bound)) for t in lengths))
 
 
-def make_inputs(plan: ExportPlan, settings: VerifySettings) -> list[tuple[str, np.ndarray]]:
-    """``(label, X)`` pairs: every batch size x length, then a ragged batch."""
+def make_inputs(
+    plan: ExportPlan, settings: VerifySettings, dtype: Any = np.float32
+) -> list[tuple[str, np.ndarray]]:
+    """``(label, X)`` pairs of ``dtype`` (the file's input dtype): every batch size x
+    length, then a ragged batch."""
     rng = np.random.default_rng(settings.seed)
     center, scale = raw_input_scale(plan)
 
     def draw(n: int, t: int) -> np.ndarray:
         z = rng.standard_normal((n, t, len(center)))
-        return (center + scale * z).astype(np.float32)
+        return (center + scale * z).astype(dtype)
 
     cases = [
         (f"batch {n}, length {t}", draw(n, t))
@@ -161,7 +164,7 @@ def verify(plan: ExportPlan, runtime_model: Any, settings: VerifySettings) -> di
         # The checks feed arrays, which carry no feature names: a model fitted on a
         # long-format frame would warn about that, which says nothing about the file.
         warnings.filterwarnings("ignore", "X does not have valid feature names", UserWarning)
-        for label, X in make_inputs(plan, settings):
+        for label, X in make_inputs(plan, settings, runtime_model.input_dtype):
             try:
                 worst = max(
                     worst,
@@ -184,7 +187,9 @@ def verify(plan: ExportPlan, runtime_model: Any, settings: VerifySettings) -> di
 def _verify_streaming(plan: ExportPlan, runtime_model: Any, settings: VerifySettings) -> float:
     """Step-by-step and chunked feeding must equal predicting the whole window."""
     [(_, X)] = make_inputs(
-        plan, VerifySettings(batch_sizes=(3,), lengths=(7,), seed=settings.seed)
+        plan,
+        VerifySettings(batch_sizes=(3,), lengths=(7,), seed=settings.seed),
+        runtime_model.input_dtype,
     )[:1]
     task = runtime_model.task
     stream = runtime_model.stream(batch_size=len(X))
