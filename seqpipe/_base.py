@@ -25,7 +25,7 @@ import torch
 from sklearn.base import BaseEstimator, clone
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
-from sklearn.utils.validation import check_is_fitted
+from sklearn.utils.validation import _check_sample_weight, check_is_fitted
 
 from seqpipe._devices import copy_to_cpu, resolve_device
 from seqpipe._local_scaling import LOCAL_SCALINGS, scale_windows, window_stats
@@ -165,12 +165,16 @@ class SequenceModelBase(BaseEstimator):
         np.nan_to_num(scaled, copy=False, nan=0.0)
         return np.ascontiguousarray(scaled, dtype=np.float32)
 
-    def _fit_input_scaling(self, X: np.ndarray, n_train: int) -> np.ndarray:
-        """Learn ``x_mean_``/``x_scale_`` on the training rows; the network's inputs."""
+    def _fit_input_scaling(
+        self, X: np.ndarray, n_train: int, weights: np.ndarray | None = None
+    ) -> np.ndarray:
+        """Learn ``x_mean_``/``x_scale_`` on the training rows (weighted by
+        ``weights``, see :func:`feature_stats`); the network's inputs."""
         # The global statistics describe what the network sees: locally scaled windows.
         X = self._locally_scaled(X)
         if self.scale_X:
-            self.x_mean_, self.x_scale_ = feature_stats(X[:n_train])
+            train_weights = None if weights is None else weights[:n_train]
+            self.x_mean_, self.x_scale_ = feature_stats(X[:n_train], train_weights)
         else:
             self.x_mean_, self.x_scale_ = np.zeros(X.shape[2]), np.ones(X.shape[2])
         return self._standardized(X)
@@ -222,14 +226,16 @@ class SequenceModelBase(BaseEstimator):
         )
 
     # --- fitting -----------------------------------------------------------------
-    def _fit_sequences(self, X: Any, y: Any) -> SequenceModelBase:
+    def _fit_sequences(self, X: Any, y: Any, sample_weight: Any = None) -> SequenceModelBase:
         """The ``fit`` of every estimator: validate everything, then train, all or nothing."""
         self._validate_params()
         source = X
         X, lengths = self._validate_X(X, reset=True)
         targets = self._check_targets(y, X, lengths)
+        weights = self._sample_weights(sample_weight, X, targets)
         self._check_warm_start(X, targets)
         n_train = self._n_train(len(X))
+        _check_weight_split(weights, n_train)
         callbacks = self._training_callbacks(validating=n_train < len(X))
         with self._all_or_nothing():
             self.n_features_in_ = X.shape[2]
@@ -237,20 +243,38 @@ class SequenceModelBase(BaseEstimator):
             # written into exported files for the runtime's.
             self._shortest_fit = int(X.shape[1] if lengths is None else lengths.min())
             check_feature_names(self, source, reset=True)
-            inputs = self._fit_input_scaling(X, n_train)
-            y_train = self._training_targets(targets, X, inputs, n_train)
-            self._fit_network(inputs, lengths, y_train, targets, n_train, callbacks)
+            inputs = self._fit_input_scaling(X, n_train, weights)
+            y_train = self._training_targets(targets, X, inputs, n_train, weights)
+            self._fit_network(inputs, lengths, y_train, targets, n_train, callbacks, weights)
         return self
+
+    def _sample_weights(
+        self, sample_weight: Any, X: np.ndarray, targets: Targets
+    ) -> np.ndarray | None:
+        """``sample_weight`` checked (one non-negative finite value per sample, not
+        all zero) as float64, a new array; None when every sample counts once."""
+        if sample_weight is None:
+            return None
+        # copy=True: the caller's array is never written to.
+        return _check_sample_weight(
+            sample_weight, X, dtype=np.float64, ensure_non_negative=True, copy=True
+        )
 
     def _check_targets(self, y: Any, X: np.ndarray, lengths: np.ndarray | None) -> Targets:
         """``y`` validated for this estimator (see :mod:`seqpipe._targets`); stores nothing."""
         raise NotImplementedError
 
     def _training_targets(
-        self, targets: Targets, X: np.ndarray, inputs: np.ndarray, n_train: int
+        self,
+        targets: Targets,
+        X: np.ndarray,
+        inputs: np.ndarray,
+        n_train: int,
+        weights: np.ndarray | None,
     ) -> torch.Tensor:
         """The tensor the loss compares with; stores the target attributes
-        (scaling statistics fitted on the first ``n_train`` rows, classes, ...)."""
+        (scaling statistics fitted on the first ``n_train`` rows with their
+        ``weights``, classes, ...)."""
         raise NotImplementedError
 
     def _check_warm_start(self, X: np.ndarray, targets: Targets) -> None:
@@ -353,9 +377,10 @@ class SequenceModelBase(BaseEstimator):
         targets: Targets,
         n_train: int,
         callbacks: list[Callback],
+        weights: np.ndarray | None = None,
     ) -> None:
         """Build (or, with warm_start, reuse) the network and train it on the first
-        ``n_train`` rows, validating on the rest."""
+        ``n_train`` rows, validating on the rest; rows of zero weight take no part."""
         layout = targets.layout
         self.device_ = resolve_device(self.device)
         seed = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
@@ -364,10 +389,11 @@ class SequenceModelBase(BaseEstimator):
             y.to(self.device_),
             self._lengths_tensor(lengths),
             None if targets.mask is None else torch.from_numpy(targets.mask).to(self.device_),
+            _weight_tensor(weights, self.device_),
         )
         n = len(data)
-        train = data.take(slice(0, n_train))
-        valid = data.take(slice(n_train, n)) if n_train < n else None
+        train = _weighted_rows(data, 0, n_train, weights, self.device_)
+        valid = _weighted_rows(data, n_train, n, weights, self.device_) if n_train < n else None
         reuse = self.warm_start and hasattr(self, "module_")
         devices = [self.device_.index or 0] if self.device_.type == "cuda" else []
         # Seed inside a forked RNG so fit is reproducible without touching the
@@ -442,6 +468,48 @@ class SequenceModelBase(BaseEstimator):
             state.pop("optimizer_", None)
             state["device_"] = torch.device("cpu")
         return state
+
+
+def _check_weight_split(weights: np.ndarray | None, n_train: int) -> None:
+    """Both the training rows and the validation rows need a positive total weight."""
+    if weights is None:
+        return
+    if not weights[:n_train].any():
+        raise ValueError(
+            f"sample_weight is zero for all {n_train} training rows (the first rows, before "
+            "the validation split); at least one needs a positive weight"
+        )
+    if n_train < len(weights) and not weights[n_train:].any():
+        raise ValueError(
+            f"sample_weight is zero for all {len(weights) - n_train} validation rows (the "
+            "last validation_fraction of the rows), so the validation loss is undefined; "
+            "give one of them a positive weight or change validation_fraction"
+        )
+
+
+def _weight_tensor(weights: np.ndarray | None, device: torch.device) -> torch.Tensor | None:
+    """float32 weights for the loss; divided by their maximum first, which the loss
+    (normalized by the weights' sum) does not see, so tiny weights do not underflow."""
+    if weights is None:
+        return None
+    return torch.from_numpy((weights / weights.max()).astype(np.float32)).to(device)
+
+
+def _weighted_rows(
+    data: TensorData, start: int, stop: int, weights: np.ndarray | None, device: torch.device
+) -> TensorData:
+    """Rows ``start:stop`` of ``data``, without those of zero weight.
+
+    A zero-weight sample adds nothing to a weighted loss; dropping it also keeps it
+    out of the batches (and of batch statistics such as batch normalization's), so
+    zero weight is the same as removing the sample.
+    """
+    if weights is None:
+        return data.take(slice(start, stop))
+    rows = start + np.flatnonzero(weights[start:stop] > 0)
+    if len(rows) == stop - start:
+        return data.take(slice(start, stop))
+    return data.take(torch.from_numpy(rows).to(device))
 
 
 def _describe_layout(layout: TargetLayout) -> str:

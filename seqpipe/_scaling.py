@@ -10,13 +10,20 @@ from __future__ import annotations
 import numpy as np
 
 
-def feature_stats(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def feature_stats(
+    X: np.ndarray, sample_weight: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Per-feature mean and scale over samples (and steps), ignoring NaN padding.
 
     Parameters
     ----------
     X : ndarray of shape (n_samples, n_features) or (n_samples, n_timesteps, n_features)
         Values; rows (steps) that are entirely NaN are padding and ignored.
+    sample_weight : ndarray of shape (n_samples,) or None, default=None
+        Non-negative weight of each sample, applied to all of its steps: the
+        weighted mean and weighted population standard deviation, so a weight of 2
+        gives the statistics of a duplicated sample and a weight of 0 those of the
+        data without it.
 
     Returns
     -------
@@ -32,8 +39,17 @@ def feature_stats(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     ([10000000.0], [0.816497])
     """
     flat = X.reshape(-1, X.shape[-1]).astype(np.float64)
-    flat = flat[~np.isnan(flat).all(axis=1)]
-    mean = flat.mean(axis=0)
-    scale = flat.std(axis=0)
+    keep = ~np.isnan(flat).all(axis=1)
+    if sample_weight is None:
+        flat = flat[keep]
+        mean = flat.mean(axis=0)
+        scale = flat.std(axis=0)
+    else:
+        # One weight per sample, repeated over its steps (rows of `flat`).
+        weights = np.repeat(np.asarray(sample_weight, dtype=np.float64), len(flat) // len(X))
+        keep &= weights > 0
+        flat, weights = flat[keep], weights[keep]
+        mean = np.average(flat, axis=0, weights=weights)
+        scale = np.sqrt(np.average(np.square(flat - mean), axis=0, weights=weights))
     scale[scale < 10 * np.finfo(np.float64).eps * np.maximum(np.abs(mean), 1)] = 1.0
     return mean, scale

@@ -132,7 +132,12 @@ def shift_one_step(inputs: np.ndarray) -> np.ndarray:
 
 
 def standardize(
-    targets: Targets, n_train: int, *, enabled: bool = True, values: np.ndarray | None = None
+    targets: Targets,
+    n_train: int,
+    *,
+    enabled: bool = True,
+    values: np.ndarray | None = None,
+    sample_weight: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Regression targets standardized by the statistics of the first ``n_train`` rows.
 
@@ -148,6 +153,9 @@ def standardize(
     values : ndarray or None, default=None
         The values to standardize instead of ``targets.values`` (the same shape,
         e.g. already in window-local units).
+    sample_weight : ndarray of shape (n_samples,) or None, default=None
+        Weights of all rows; the statistics are the weighted ones of the training
+        rows (a sample's weight counts for each of its valid steps).
 
     Returns
     -------
@@ -159,7 +167,12 @@ def standardize(
     layout, mask = targets.layout, targets.mask
     if enabled:
         train_mask = None if mask is None else mask[:n_train]
-        mean, scale = feature_stats(as_matrix(values[:n_train], layout, train_mask))
+        weights = None if sample_weight is None else sample_weight[:n_train]
+        if weights is not None and layout.per_step:
+            # One weight per (sample, valid step): the rows as_matrix returns.
+            steps = np.broadcast_to(weights[:, None], values.shape[:2])
+            weights = steps[train_mask] if train_mask is not None else steps.reshape(-1)
+        mean, scale = feature_stats(as_matrix(values[:n_train], layout, train_mask), weights)
     else:
         mean, scale = np.zeros(layout.n_outputs), np.ones(layout.n_outputs)
     scaled = np.nan_to_num((values - mean) / scale).astype(np.float32)

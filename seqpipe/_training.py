@@ -18,17 +18,23 @@ from torch import nn
 
 from seqpipe.callbacks import Callback, StopTraining
 
-LossFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor | None], torch.Tensor]
+#: ``loss_fn(output, target, mask, weight)``: the batch's mean loss (weighted by
+#: ``weight``, one non-negative value per sample, when it is not None).
+LossFn = Callable[
+    [torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor | None], torch.Tensor
+]
 
 
 @dataclass
 class TensorData:
-    """Inputs, targets, lengths (CPU, or None) and per-step mask (or None)."""
+    """Inputs, targets, lengths (CPU, or None), per-step mask (or None) and
+    per-sample weights (or None: every sample counts once)."""
 
     X: torch.Tensor
     y: torch.Tensor
     lengths: torch.Tensor | None = None
     mask: torch.Tensor | None = None
+    weight: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return self.X.shape[0]
@@ -36,25 +42,57 @@ class TensorData:
     def take(self, index: torch.Tensor | slice) -> TensorData:
         lengths = None if self.lengths is None else self.lengths[_cpu(index)]
         mask = None if self.mask is None else self.mask[index]
-        return TensorData(self.X[index], self.y[index], lengths, mask)
+        weight = None if self.weight is None else self.weight[index]
+        return TensorData(self.X[index], self.y[index], lengths, mask, weight)
+
+    def total_weight(self) -> torch.Tensor | int:
+        """What the mean loss of these samples is normalized by: their count, or the
+        sum of their weights (a device tensor: no host sync)."""
+        return len(self) if self.weight is None else self.weight.sum()
 
 
 def _cpu(index: torch.Tensor | slice) -> torch.Tensor | slice:
     return index.cpu() if isinstance(index, torch.Tensor) else index
 
 
-def mse_loss(output: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+def mse_loss(
+    output: torch.Tensor,
+    target: torch.Tensor,
+    mask: torch.Tensor | None,
+    weight: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Mean squared error over outputs (and valid steps), weighted per sample.
+
+    With ``weight``: ``sum(w_i * l_i) / sum(w_i)`` over the batch, where a sample of
+    per-step targets contributes each valid step with its weight, so a weight of 2
+    is exactly a duplicated sample and a weight of 0 a dropped one.
+    """
+    if weight is None:
+        if mask is None:
+            return nn.functional.mse_loss(output, target)
+        # Per-step targets of ragged batches: average over valid steps only.
+        squared = (output - target).square() * mask.unsqueeze(-1)
+        return squared.sum() / (mask.sum() * output.shape[-1]).clamp_min(1)
+    squared = (output - target).square()
     if mask is None:
-        return nn.functional.mse_loss(output, target)
-    # Per-step targets of ragged batches: average over valid steps only.
-    squared = (output - target).square() * mask.unsqueeze(-1)
-    return squared.sum() / (mask.sum() * output.shape[-1]).clamp_min(1)
+        per_sample = squared.reshape(len(squared), -1).mean(dim=1)
+        return (per_sample * weight).sum() / weight.sum()
+    step_weight = mask * weight.unsqueeze(-1)
+    weighted = squared * step_weight.unsqueeze(-1)
+    return weighted.sum() / (step_weight.sum() * output.shape[-1])
 
 
 def cross_entropy_loss(
-    output: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None
+    output: torch.Tensor,
+    target: torch.Tensor,
+    mask: torch.Tensor | None,
+    weight: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    return nn.functional.cross_entropy(output, target)
+    """Cross-entropy, averaged over the batch (``sum(w_i * l_i) / sum(w_i)`` with weights)."""
+    if weight is None:
+        return nn.functional.cross_entropy(output, target)
+    losses = nn.functional.cross_entropy(output, target, reduction="none")
+    return (losses * weight).sum() / weight.sum()
 
 
 #: The values of the estimators' ``lr_schedule`` parameter.
@@ -120,8 +158,9 @@ def _evaluate(module: nn.Module, data: TensorData, loss_fn: LossFn, batch_size: 
     with torch.no_grad():
         for start in range(0, len(data), batch_size):
             batch = data.take(slice(start, start + batch_size))
-            total += loss_fn(module(batch.X, batch.lengths), batch.y, batch.mask) * len(batch)
-    return float(total) / len(data)
+            loss = loss_fn(module(batch.X, batch.lengths), batch.y, batch.mask, batch.weight)
+            total += loss * batch.total_weight()
+    return float(total) / float(data.total_weight())
 
 
 def train_epochs(
@@ -149,6 +188,8 @@ def train_epochs(
         epoch, is NaN or infinite.
     """
     n = len(train)
+    # The epoch's loss is the (weighted) mean over all its samples.
+    train_total = float(train.total_weight())
     batch_size = min(settings.batch_size, n)
     first_epoch = len(history) + 1
     scheduler = make_scheduler(
@@ -171,16 +212,16 @@ def train_epochs(
             )
             batch = train.take(index)
             optimizer.zero_grad(set_to_none=True)
-            loss = loss_fn(module(batch.X, batch.lengths), batch.y, batch.mask)
+            loss = loss_fn(module(batch.X, batch.lengths), batch.y, batch.mask, batch.weight)
             loss.backward()
             if settings.clip_grad_norm is not None:
                 nn.utils.clip_grad_norm_(module.parameters(), settings.clip_grad_norm)
             optimizer.step()
-            total += loss.detach() * len(batch)
+            total += loss.detach() * batch.total_weight()
         # One NaN batch makes the sum NaN: checking once per epoch sees every batch.
         record = {
             "epoch": epoch,
-            "train_loss": _finite(float(total) / n, "training", epoch, settings),
+            "train_loss": _finite(float(total) / train_total, "training", epoch, settings),
         }
         if valid is not None:
             valid_loss = _evaluate(module, valid, loss_fn, max(batch_size, 1024))

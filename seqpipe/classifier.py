@@ -7,6 +7,8 @@ from typing import Any
 import numpy as np
 import torch
 from sklearn.base import ClassifierMixin
+from sklearn.utils._param_validation import StrOptions
+from sklearn.utils.class_weight import compute_class_weight
 
 from seqpipe._base import SequenceModelBase
 from seqpipe._targets import Targets, class_targets
@@ -112,6 +114,14 @@ class LSTMClassifier(ClassifierMixin, SequenceModelBase):
         as ``callbacks_``. An ``EarlyStopping`` here replaces the one
         ``validation_fraction``/``patience`` build, a ``ProgressBar`` the one of
         ``verbose``.
+    class_weight : dict, "balanced" or None, default=None
+        Weights of the classes, as scikit-learn defines them
+        (:func:`sklearn.utils.class_weight.compute_class_weight`), multiplied into
+        ``fit``'s ``sample_weight``: a dict maps labels to weights (1 for labels it
+        leaves out); ``"balanced"`` gives class ``c`` the weight ``n_samples /
+        (n_classes * count_c)``, counts summed over ``sample_weight`` when given.
+        Computed over all rows, validation split included, as scikit-learn's
+        ``SGDClassifier`` does; the validation loss is weighted the same way.
 
     Attributes
     ----------
@@ -162,6 +172,11 @@ class LSTMClassifier(ClassifierMixin, SequenceModelBase):
     (2, 2)
     """
 
+    _parameter_constraints = {
+        **SequenceModelBase._parameter_constraints,
+        "class_weight": [dict, StrOptions({"balanced"}), None],
+    }
+
     def __init__(
         self,
         architecture: str = "lstm",
@@ -192,6 +207,7 @@ class LSTMClassifier(ClassifierMixin, SequenceModelBase):
         verbose: int = 0,
         warm_start: bool = False,
         callbacks: list[Callback] | None = None,
+        class_weight: dict[Any, float] | str | None = None,
     ) -> None:
         self.architecture = architecture
         self.hidden_size = hidden_size
@@ -220,21 +236,81 @@ class LSTMClassifier(ClassifierMixin, SequenceModelBase):
         self.verbose = verbose
         self.warm_start = warm_start
         self.callbacks = callbacks
+        self.class_weight = class_weight
 
-    def fit(self, X: Any, y: Any) -> LSTMClassifier:
+    def fit(self, X: Any, y: Any, sample_weight: Any = None) -> LSTMClassifier:
         """Train on sequences ``X`` and class labels ``y`` (1-D, any label type).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_timesteps, n_features), or list of arrays
+            Sequences; a 2-D array is (n_samples, n_timesteps) with one feature.
+        y : array-like of shape (n_samples,)
+            Class labels.
+        sample_weight : array-like of shape (n_samples,) or None, default=None
+            Non-negative weight of each sample's cross-entropy; the loss is
+            ``sum(w_i * loss_i) / sum(w_i)`` per batch and the ``X`` scaling
+            statistics are weighted the same way (``class_weight`` multiplies in).
+            With full-batch training (``batch_size >= n_samples``, ``shuffle=False``)
+            a weight of 0 equals dropping the sample and a weight of 2 duplicating
+            it. ``classes_`` holds every label of ``y``, zero-weighted ones too.
 
         Returns
         -------
         self : LSTMClassifier
+
+        Raises
+        ------
+        ValueError
+            For negative or non-finite weights, a length other than ``X``'s, a zero
+            total weight of the training (or validation) rows, or fewer than two
+            classes of positive weight; nothing fitted changes.
         """
-        return self._fit_sequences(X, y)
+        return self._fit_sequences(X, y, sample_weight)
 
     def _check_targets(self, y: Any, X: np.ndarray, lengths: np.ndarray | None) -> Targets:
         return class_targets(y, X, "LSTMClassifier")
 
+    def _sample_weights(
+        self, sample_weight: Any, X: np.ndarray, targets: Targets
+    ) -> np.ndarray | None:
+        """``sample_weight`` times the weight of each sample's class (``class_weight``)."""
+        weights = super()._sample_weights(sample_weight, X, targets)
+        if self.class_weight is not None:
+            per_class = compute_class_weight(
+                self.class_weight,
+                classes=targets.classes,
+                y=targets.classes[targets.values],
+                sample_weight=weights,
+            )
+            per_sample = per_class[targets.values]
+            # "balanced" gives a class whose samples all weigh 0 an infinite weight;
+            # those samples still weigh 0.
+            weights = (
+                per_sample if weights is None else np.where(weights > 0, weights * per_sample, 0.0)
+            )
+        if weights is not None:
+            present = targets.classes[np.unique(targets.values[weights > 0])]
+            if len(present) < 2:
+                raise ValueError(
+                    "LSTMClassifier needs samples of at least 2 classes with a positive "
+                    f"weight; sample_weight and class_weight leave only the class "
+                    f"{present.tolist()}"
+                )
+            if not (np.isfinite(weights).all() and (weights >= 0).all()):
+                raise ValueError(
+                    f"class_weight must give every class a non-negative finite weight, got "
+                    f"{self.class_weight!r}"
+                )
+        return weights
+
     def _training_targets(
-        self, targets: Targets, X: np.ndarray, inputs: np.ndarray, n_train: int
+        self,
+        targets: Targets,
+        X: np.ndarray,
+        inputs: np.ndarray,
+        n_train: int,
+        weights: np.ndarray | None,
     ) -> torch.Tensor:
         self.classes_ = targets.classes
         return torch.from_numpy(targets.values)

@@ -223,7 +223,7 @@ class LSTMRegressor(RegressorMixin, SequenceModelBase):
         tags.target_tags.multi_output = True
         return tags
 
-    def fit(self, X: Any, y: Any) -> LSTMRegressor:
+    def fit(self, X: Any, y: Any, sample_weight: Any = None) -> LSTMRegressor:
         """Train on sequences ``X`` and targets ``y``.
 
         Parameters
@@ -232,12 +232,24 @@ class LSTMRegressor(RegressorMixin, SequenceModelBase):
             A 2-D array is (n_samples, n_timesteps) with one feature.
             Sequences; a 3-D array may be NaN-padded at the end for ragged data.
         y : array-like of shape (n_samples,), (n_samples, k) or (n_samples, n_timesteps, k)
+        sample_weight : array-like of shape (n_samples,) or None, default=None
+            Non-negative weight of each sample's loss (of each of its valid steps for
+            per-step ``y``); the loss is ``sum(w_i * loss_i) / sum(w_i)`` per batch,
+            and the ``X``/``y`` scaling statistics are weighted the same way. With
+            full-batch training (``batch_size >= n_samples``, ``shuffle=False``) a
+            weight of 0 equals dropping the sample and a weight of 2 duplicating it.
 
         Returns
         -------
         self : LSTMRegressor
+
+        Raises
+        ------
+        ValueError
+            For negative or non-finite weights, a length other than ``X``'s, or a zero
+            total weight of the training (or validation) rows; nothing fitted changes.
         """
-        return self._fit_sequences(X, y)
+        return self._fit_sequences(X, y, sample_weight)
 
     def _check_targets(self, y: Any, X: np.ndarray, lengths: np.ndarray | None) -> Targets:
         if self.head == "seq2seq":
@@ -248,12 +260,17 @@ class LSTMRegressor(RegressorMixin, SequenceModelBase):
         return targets
 
     def _training_targets(
-        self, targets: Targets, X: np.ndarray, inputs: np.ndarray, n_train: int
+        self,
+        targets: Targets,
+        X: np.ndarray,
+        inputs: np.ndarray,
+        n_train: int,
+        weights: np.ndarray | None,
     ) -> torch.Tensor:
         self.local_target_features_ = self._local_target_features(X.shape[2], targets.layout)
         values = self._to_local_units(targets.values, X, targets.layout, inverse=False)
         scaled, self.y_mean_, self.y_scale_ = standardize(
-            targets, n_train, enabled=self.scale_y, values=values
+            targets, n_train, enabled=self.scale_y, values=values, sample_weight=weights
         )
         return torch.from_numpy(scaled)
 
@@ -296,11 +313,14 @@ class LSTMRegressor(RegressorMixin, SequenceModelBase):
         return y * scale + center if inverse else (y - center) / scale
 
     def score(self, X: Any, y: Any, sample_weight: Any = None) -> float:
-        """R² of ``predict(X)`` against ``y``; for per-step (3-D) targets, over all
-        valid (sequence, step) pairs, which scikit-learn's metrics cannot take."""
+        """R² of ``predict(X)`` against ``y`` (:func:`sklearn.metrics.r2_score`,
+        weighted by ``sample_weight``); for per-step (3-D) targets, over all valid
+        (sequence, step) pairs, each with its sequence's weight, as scikit-learn's
+        metrics cannot take 3-D targets."""
         y = np.asarray(y, dtype=np.float64)
         if self.head == "seq2seq":
-            return float(r2_score(y.reshape(len(y), -1), self.predict(X).reshape(len(y), -1)))
+            y_pred = self.predict(X).reshape(len(y), -1)
+            return float(r2_score(y.reshape(len(y), -1), y_pred, sample_weight=sample_weight))
         if y.ndim != 3:
             return super().score(X, y, sample_weight=sample_weight)
         X3, lengths = self._validate_X(X, reset=False)

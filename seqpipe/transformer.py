@@ -250,14 +250,24 @@ class LSTMTransformer(
         kind = type_of_target(y)
         return "classification" if kind in ("binary", "multiclass") else "regression"
 
-    def fit(self, X: Any, y: Any = None) -> LSTMTransformer:
+    def fit(self, X: Any, y: Any = None, sample_weight: Any = None) -> LSTMTransformer:
         """Train the encoder on ``X`` (and ``y`` unless ``task="forecast"``).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_timesteps, n_features), or list of arrays
+        y : array-like or None, default=None
+            Targets of the training task (see ``task``).
+        sample_weight : array-like of shape (n_samples,) or None, default=None
+            Non-negative weight of each sample's training loss (of each of its valid
+            steps for per-step targets and ``task="forecast"``), and of its part in
+            the scaling statistics; as in :meth:`LSTMRegressor.fit`.
 
         Returns
         -------
         self : LSTMTransformer
         """
-        return self._fit_sequences(X, y)
+        return self._fit_sequences(X, y, sample_weight)
 
     def _check_targets(self, y: Any, X: np.ndarray, lengths: np.ndarray | None) -> Targets:
         task = self._resolve_task(y)
@@ -270,7 +280,12 @@ class LSTMTransformer(
         return regression_targets(y, X, lengths)
 
     def _training_targets(
-        self, targets: Targets, X: np.ndarray, inputs: np.ndarray, n_train: int
+        self,
+        targets: Targets,
+        X: np.ndarray,
+        inputs: np.ndarray,
+        n_train: int,
+        weights: np.ndarray | None,
     ) -> torch.Tensor:
         self.task_ = targets.task
         if targets.task == "forecast":
@@ -278,7 +293,7 @@ class LSTMTransformer(
             return torch.from_numpy(shift_one_step(inputs))
         if targets.task == "classification":
             return torch.from_numpy(targets.values)
-        scaled, _, _ = standardize(targets, n_train)
+        scaled, _, _ = standardize(targets, n_train, sample_weight=weights)
         return torch.from_numpy(scaled)
 
     @property
