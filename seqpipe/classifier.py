@@ -277,12 +277,13 @@ class LSTMClassifier(ClassifierMixin, SequenceModelBase):
         """``sample_weight`` times the weight of each sample's class (``class_weight``)."""
         weights = super()._sample_weights(sample_weight, X, targets)
         if self.class_weight is not None:
-            per_class = compute_class_weight(
-                self.class_weight,
-                classes=targets.classes,
-                y=targets.classes[targets.values],
-                sample_weight=weights,
-            )
+            with np.errstate(divide="ignore"):  # a class of zero total weight: see below
+                per_class = compute_class_weight(
+                    self.class_weight,
+                    classes=targets.classes,
+                    y=targets.classes[targets.values],
+                    sample_weight=weights,
+                )
             per_sample = per_class[targets.values]
             # "balanced" gives a class whose samples all weigh 0 an infinite weight;
             # those samples still weigh 0.
@@ -290,17 +291,17 @@ class LSTMClassifier(ClassifierMixin, SequenceModelBase):
                 per_sample if weights is None else np.where(weights > 0, weights * per_sample, 0.0)
             )
         if weights is not None:
+            if not (np.isfinite(weights).all() and (weights >= 0).all()):
+                raise ValueError(
+                    f"class_weight must give every class a non-negative finite weight, got "
+                    f"{self.class_weight!r}"
+                )
             present = targets.classes[np.unique(targets.values[weights > 0])]
             if len(present) < 2:
                 raise ValueError(
                     "LSTMClassifier needs samples of at least 2 classes with a positive "
                     f"weight; sample_weight and class_weight leave only the class "
                     f"{present.tolist()}"
-                )
-            if not (np.isfinite(weights).all() and (weights >= 0).all()):
-                raise ValueError(
-                    f"class_weight must give every class a non-negative finite weight, got "
-                    f"{self.class_weight!r}"
                 )
         return weights
 

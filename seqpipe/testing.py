@@ -100,20 +100,34 @@ _SHORTER_SEQUENCE_IS_VALID = (
 
 #: scikit-learn checks each estimator cannot pass by design, with the reason. This is
 #: the one table seqpipe's own ``tests/test_sklearn_checks.py`` and the kit both use.
+_WEIGHTS_NOT_BITWISE = (
+    "asserts that a fit with integer sample_weight and a fit on the rows repeated that "
+    "often agree to rtol 1e-7, but seqpipe trains in float32 by stochastic mini-batches: "
+    "the 15 weighted and 27 repeated rows fall into other batches (batch_size below 27), "
+    "or one batch sums its loss in another order, and training amplifies that (measured: "
+    "3e-4 in the regressor's predictions, 3e-8 in the transformer's features, 0.14 in the "
+    "batch_size=8 classifier's probabilities). The equivalence is exact in arithmetic for "
+    "full-batch training (batch_size >= n_samples, shuffle=False) and holds there within "
+    "1e-5 (tests/test_sample_weight.py)"
+)
+
 SKLEARN_EXPECTED_FAILED_CHECKS: Mapping[type, Mapping[str, str]] = {
     LSTMRegressor: {
         "check_n_features_in": _TWO_D_IS_SEQUENCE,
         "check_n_features_in_after_fitting": _TWO_D_IS_SEQUENCE,
+        "check_sample_weight_equivalence_on_dense_data": _WEIGHTS_NOT_BITWISE,
     },
     LSTMClassifier: {
         "check_n_features_in": _TWO_D_IS_SEQUENCE,
         "check_n_features_in_after_fitting": _TWO_D_IS_SEQUENCE,
         "check_classifiers_train": _SHORTER_SEQUENCE_IS_VALID,
+        "check_sample_weight_equivalence_on_dense_data": _WEIGHTS_NOT_BITWISE,
     },
     LSTMTransformer: {
         "check_n_features_in": _TWO_D_IS_SEQUENCE,
         "check_n_features_in_after_fitting": _TWO_D_IS_SEQUENCE,
         "check_transformer_general": _SHORTER_SEQUENCE_IS_VALID,
+        "check_sample_weight_equivalence_on_dense_data": _WEIGHTS_NOT_BITWISE,
     },
 }
 
@@ -148,8 +162,12 @@ def sklearn_expected_failed_checks(estimator: Any) -> dict[str, str]:
     --------
     >>> from seqpipe import LSTMClassifier
     >>> from seqpipe.testing import sklearn_expected_failed_checks
-    >>> sorted(sklearn_expected_failed_checks(LSTMClassifier()))
-    ['check_classifiers_train', 'check_n_features_in', 'check_n_features_in_after_fitting']
+    >>> for name in sorted(sklearn_expected_failed_checks(LSTMClassifier())):
+    ...     print(name)
+    check_classifiers_train
+    check_n_features_in
+    check_n_features_in_after_fitting
+    check_sample_weight_equivalence_on_dense_data
     """
     for cls, failures in SKLEARN_EXPECTED_FAILED_CHECKS.items():
         if isinstance(estimator, cls):

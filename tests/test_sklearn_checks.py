@@ -4,7 +4,8 @@ A check that cannot pass by design is listed with its reason in
 ``seqpipe.testing.SKLEARN_EXPECTED_FAILED_CHECKS`` (the same table plugin authors'
 conformance runs use); nothing is skipped silently. The classifier's and
 transformer's score assertions skipped there are covered by
-tests/test_estimators.py::test_learns_sklearn_toy_problems.
+tests/test_estimators.py::test_learns_sklearn_toy_problems, and the sample-weight
+equivalence (which needs full-batch training to hold) by tests/test_sample_weight.py.
 """
 
 from __future__ import annotations
