@@ -139,8 +139,7 @@ SKLEARN_SCORE_CHECKS: Mapping[str, str] = {
     "check_regressors_train": "asserts R^2 > 0.5 on toy data: needs tens of epochs",
     "check_classifiers_train": "asserts accuracy > 0.83 on toy data: needs tens of epochs",
     "check_class_weight_classifiers": (
-        "asserts > 87% predictions of the class weighted 1000 on noisy blobs: needs tens of "
-        "epochs"
+        "asserts > 87% predictions of the class weighted 1000 on noisy blobs: needs tens of epochs"
     ),
 }
 
