@@ -79,9 +79,10 @@ def export(
     quantize : None or "int8", default=None
         ``"int8"``: write the graph quantized by onnxruntime's dynamic quantization
         (``onnxruntime.quantization.quantize_dynamic``): LSTM nodes become
-        ``DynamicQuantizeLSTM``, the heads' ``Gemm``/``MatMul`` ``MatMulInteger``
-        and FCN convolutions ``ConvInteger``, with int8 weights (7-bit range, exact
-        on CPUs without VNNI) and activations quantized at every call. The float32
+        ``DynamicQuantizeLSTM`` and the heads' ``Gemm``/``MatMul``
+        ``MatMulInteger``, with int8 weights (7-bit range, exact on CPUs without
+        VNNI) and activations quantized at every call; convolutions stay float32
+        (onnxruntime's ``ConvInteger`` is slower than its float ``Conv``). The float32
         graph is verified first (as above), then the int8 one is measured against
         it and held to ``quantize_tolerance``; the measured error is stored in the
         metadata (``seqpipe.quantization``, shown by ``seqpipe info`` and
