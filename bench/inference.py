@@ -228,6 +228,7 @@ def int8_rows(folder: str, args: argparse.Namespace) -> None:
 
 
 def main() -> None:
+    started = time.perf_counter()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="few rounds: a smoke run")
     parser.add_argument("--threads", type=int, default=2, help="threads for torch and ORT")
@@ -251,7 +252,10 @@ def main() -> None:
         bench_streaming(small, folder, args.threads, args)
         if not args.no_int8:
             int8_rows(folder, args)
-    print(f"\nload average at the end: {os.getloadavg()[0]:.2f}")
+    print(
+        f"\nload average at the end: {os.getloadavg()[0]:.2f}; "
+        f"{time.perf_counter() - started:.0f} s in all"
+    )
 
 
 if __name__ == "__main__":

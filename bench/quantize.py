@@ -107,6 +107,7 @@ def run(name: str, args: argparse.Namespace, data: tuple, folder: str) -> None:
 
 
 def main() -> None:
+    started = time.perf_counter()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--set", default="ArrowHead")
     parser.add_argument("--architectures", nargs="+", default=["lstm_fcn"])
@@ -133,7 +134,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
         for name in args.architectures:
             run(name, args, data, folder)
-    print(f"\nload average at the end: {'/'.join(f'{x:.1f}' for x in os.getloadavg())}")
+    print(
+        f"\nload average at the end: {'/'.join(f'{x:.1f}' for x in os.getloadavg())}; "
+        f"{time.perf_counter() - started:.0f} s in all"
+    )
 
 
 if __name__ == "__main__":

@@ -25,7 +25,7 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from seqpipe import LSTMClassifier, LSTMRegressor, runtime
+from seqpipe import LSTMClassifier, LSTMRegressor, LSTMTransformer, runtime
 from seqpipe import _format as fmt
 from seqpipe.cli import main
 from seqpipe.onnx import QuantizationError, UnsupportedModelError, VerificationError, export
@@ -251,6 +251,20 @@ def test_int8_streaming_file_streams(regressor, tmp_path):
         stepped = stream.step(X[:4, t])
     expected = est.predict(X[:4])
     assert np.sqrt(np.mean((stepped - expected) ** 2)) / est.predict(X).std() < 0.1
+
+
+def test_int8_encoder_decoder_and_transformer(tmp_path):
+    """Every output kind with LSTM nodes quantizes: a horizon (the decoder too), features."""
+    X, y = _data(n=60)
+    horizon = np.stack([y, np.roll(y, 1), 0.5 * y], axis=1)
+    s2s = LSTMRegressor(head="seq2seq", hidden_size=HIDDEN, epochs=10, random_state=0)
+    path = export(s2s.fit(X, horizon), tmp_path / "s2s.onnx", quantize="int8", **QUICK)
+    assert runtime.load(path).quantization["nodes"]["DynamicQuantizeLSTM"] == 2
+    assert runtime.load(path).predict(X).shape == (len(X), 3)
+    encoder = LSTMTransformer(hidden_size=HIDDEN, epochs=5, random_state=0).fit(X, y)
+    path = export(encoder, tmp_path / "t.onnx", quantize="int8", quantize_data=X, **QUICK)
+    model = runtime.load(path)
+    assert model.quantization["output"] == "features" and model.transform(X).shape == (60, 8)
 
 
 @pytest.mark.parametrize(

@@ -80,13 +80,14 @@ def export(
         ``"int8"``: write the graph quantized by onnxruntime's dynamic quantization
         (``onnxruntime.quantization.quantize_dynamic``): LSTM nodes become
         ``DynamicQuantizeLSTM`` and the heads' ``Gemm``/``MatMul``
-        ``MatMulInteger``, with int8 weights (7-bit range, exact on CPUs without
-        VNNI) and activations quantized at every call; convolutions stay float32
-        (onnxruntime's ``ConvInteger`` is slower than its float ``Conv``). The float32
-        graph is verified first (as above), then the int8 one is measured against
-        it and held to ``quantize_tolerance``; the measured error is stored in the
-        metadata (``seqpipe.quantization``, shown by ``seqpipe info`` and
-        ``runtime.load(...).quantization``). Peepholes, the coupled gate, Keras
+        ``MatMulInteger``, with int8 weights (in a 7-bit range, which cannot
+        overflow onnxruntime's sums on CPUs without VNNI) and activations quantized
+        at every call; convolutions stay float32 (onnxruntime's ``ConvInteger`` is
+        slower than its float ``Conv``). The float32 graph is verified first (as
+        above), then the int8 one is measured against it (also with
+        ``verify=False``) and held to ``quantize_tolerance``; the measured error is
+        stored in the metadata (``seqpipe.quantization``, shown by ``seqpipe info``
+        and ``runtime.load(...).quantization``). Peepholes, the coupled gate, Keras
         activations and streaming are supported; GRU and RNN layers are refused
         (onnxruntime has no int8 kernel for them). Needs no extra package.
     quantize_tolerance : float, default=0.05
