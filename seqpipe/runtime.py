@@ -312,6 +312,11 @@ class OnnxSequenceModel:
         Everything the exporter recorded (see :mod:`seqpipe._format`).
     streaming : bool
         Whether the file has recurrent state inputs (see :meth:`stream`).
+    quantization : dict or None
+        For an int8 file (``export(..., quantize="int8")``): how it was quantized
+        and the error measured against the float32 graph at export (``error``,
+        ``tolerance``, ``max_abs_diff``, ``class_agreement``, ...; see
+        :mod:`seqpipe._format`). None for a float32 file.
     input_name : str
         The graph input that takes ``X``.
     input_dtype : numpy.dtype
@@ -370,6 +375,7 @@ class OnnxSequenceModel:
         # Fewest steps of a training sequence: a one-feature window passed alone as
         # (n, 1) reads as n one-step sequences, which the validator warns about.
         self._shortest_fit = contract.shortest_fit
+        self.quantization = contract.quantization
         main = {
             fmt.TASK_REGRESSION: fmt.OUTPUT_REGRESSION,
             fmt.TASK_CLASSIFICATION: fmt.OUTPUT_LABEL,
