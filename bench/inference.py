@@ -67,7 +67,12 @@ def fit_model(n_features: int, seq: int, hidden: int, **params: object) -> LSTMR
     rng = np.random.default_rng(0)
     X = rng.normal(size=(64, seq, n_features))
     # Trained weights do not change the cost of a forward pass: one epoch is enough.
-    return LSTMRegressor(hidden_size=hidden, epochs=1, random_state=0, **params).fit(X, X[:, -1, 0])
+    # torch_num_threads=None: predict with the process's setting (--threads), as
+    # onnxruntime gets, not the estimators' default of 1.
+    model = LSTMRegressor(
+        hidden_size=hidden, epochs=1, random_state=0, torch_num_threads=None, **params
+    )
+    return model.fit(X, X[:, -1, 0])
 
 
 def us(seconds: float) -> str:

@@ -191,9 +191,7 @@ def test_runtime_explicit_threads_win_over_omp_num_threads(model_file, monkeypat
     assert _threads(runtime.load(model_file, session_options=ort.SessionOptions())) == 3
 
 
-def test_runtime_without_usable_omp_num_threads_keeps_onnxruntime_default(
-    model_file, monkeypatch
-):
+def test_runtime_without_usable_omp_num_threads_keeps_onnxruntime_default(model_file, monkeypatch):
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     assert _threads(runtime.load(model_file)) == 0  # onnxruntime's "one per core"
     monkeypatch.setenv("OMP_NUM_THREADS", "many")
