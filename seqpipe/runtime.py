@@ -225,7 +225,7 @@ def _omp_num_threads() -> int | None:
     if not value:
         return None
     first = value.split(",")[0].strip()
-    if first.isdigit() and int(first) > 0:
+    if first.isascii() and first.isdigit() and int(first) > 0:
         return int(first)
     warnings.warn(
         f"OMP_NUM_THREADS={value!r} is not a positive integer; onnxruntime runs with its "

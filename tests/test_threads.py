@@ -194,7 +194,8 @@ def test_runtime_explicit_threads_win_over_omp_num_threads(model_file, monkeypat
 def test_runtime_without_usable_omp_num_threads_keeps_onnxruntime_default(model_file, monkeypatch):
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     assert _threads(runtime.load(model_file)) == 0  # onnxruntime's "one per core"
-    monkeypatch.setenv("OMP_NUM_THREADS", "many")
-    with pytest.warns(RuntimeWarning, match="OMP_NUM_THREADS='many' is not a positive"):
-        model = runtime.load(model_file)
-    assert _threads(model) == 0
+    for bad in ("many", "0", "²"):  # "²" is a digit to str.isdigit, not to int()
+        monkeypatch.setenv("OMP_NUM_THREADS", bad)
+        with pytest.warns(RuntimeWarning, match=f"OMP_NUM_THREADS='{bad}' is not a positive"):
+            model = runtime.load(model_file)
+        assert _threads(model) == 0
