@@ -78,9 +78,12 @@ def fit_model(
     # Trained weights do not change the cost of a forward pass: one epoch is enough
     # for the timings. The int8 error does depend on them (an untrained model's
     # outputs barely vary), so those models train a few epochs more.
-    return LSTMRegressor(hidden_size=hidden, epochs=epochs, random_state=0, **params).fit(
-        X, X[:, -1, 0]
+    # torch_num_threads=None: predict with the process's setting (--threads), as
+    # onnxruntime gets, not the estimators' default of 1.
+    model = LSTMRegressor(
+        hidden_size=hidden, epochs=epochs, random_state=0, torch_num_threads=None, **params
     )
+    return model.fit(X, X[:, -1, 0])
 
 
 def us(seconds: float) -> str:

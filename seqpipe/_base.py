@@ -99,6 +99,7 @@ class SequenceModelBase(BaseEstimator):
         "verbose": ["verbose"],
         "warm_start": ["boolean"],
         "callbacks": [list, tuple, None],
+        "torch_num_threads": [Interval(numbers.Integral, 1, None, closed="left"), None],
     }
 
     def _validate_params(self) -> None:
@@ -231,7 +232,7 @@ class SequenceModelBase(BaseEstimator):
         self._check_warm_start(X, targets)
         n_train = self._n_train(len(X))
         callbacks = self._training_callbacks(validating=n_train < len(X))
-        with self._all_or_nothing():
+        with self._all_or_nothing(), self._torch_threads():
             self.n_features_in_ = X.shape[2]
             # Kept for the single-window warning (a 2-D (n, 1) X at predict time) and
             # written into exported files for the runtime's.
@@ -325,6 +326,22 @@ class SequenceModelBase(BaseEstimator):
             vars(self).clear()
             vars(self).update(saved)
             raise
+
+    @contextlib.contextmanager
+    def _torch_threads(self) -> Iterator[None]:
+        """Run the body with ``torch_num_threads`` intra-op threads, then restore the
+        caller's count, also when the body raises (None: torch's setting as it is)."""
+        # getattr: an estimator pickled before the parameter existed leaves torch alone.
+        threads = getattr(self, "torch_num_threads", None)
+        before = torch.get_num_threads()
+        if threads is None or threads == before:
+            yield
+            return
+        torch.set_num_threads(int(threads))
+        try:
+            yield
+        finally:
+            torch.set_num_threads(before)
 
     def _non_finite_hint(self) -> str:
         """What a non-finite loss error suggests, from this estimator's parameters."""
@@ -425,7 +442,7 @@ class SequenceModelBase(BaseEstimator):
         lengths_t = self._lengths_tensor(lengths)
         run = module.encode if encode else module
         outputs = []
-        with torch.inference_mode():
+        with torch.inference_mode(), self._torch_threads():
             for start in range(0, inputs.shape[0], PREDICT_BATCH):
                 stop = start + PREDICT_BATCH
                 chunk_lengths = None if lengths_t is None else lengths_t[start:stop]
