@@ -155,12 +155,19 @@ def sklearn_expected_failed_checks(estimator: Any) -> dict[str, str]:
     --------
     >>> from seqpipe import LSTMClassifier
     >>> from seqpipe.testing import sklearn_expected_failed_checks
-    >>> sorted(sklearn_expected_failed_checks(LSTMClassifier()))
-    ['check_classifiers_train', 'check_n_features_in', 'check_n_features_in_after_fitting']
+    >>> sorted(sklearn_expected_failed_checks(LSTMClassifier()))  # doctest: +NORMALIZE_WHITESPACE
+    ['check_classifiers_train', 'check_methods_sample_order_invariance',
+     'check_methods_subset_invariance', 'check_n_features_in',
+     'check_n_features_in_after_fitting']
+
+    The float64-tolerance checks of :data:`SKLEARN_FLOAT32_CHECKS` are included:
+    whether a float32 network's last bit moves with the batch depends on its
+    weights (it does for chrono-initialised LSTMs on scikit-learn's toy data), so
+    :func:`check_sklearn_compatible` runs them at float32 tolerance instead.
     """
     for cls, failures in SKLEARN_EXPECTED_FAILED_CHECKS.items():
         if isinstance(estimator, cls):
-            return dict(failures)
+            return {**failures, **SKLEARN_FLOAT32_CHECKS}
     return {}
 
 
