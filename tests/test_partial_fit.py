@@ -12,6 +12,7 @@ from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 
 from seqpipe import LSTMClassifier, LSTMRegressor
+from seqpipe.callbacks import Callback
 
 SMALL = {"hidden_size": 8, "random_state": 0}
 
@@ -26,11 +27,22 @@ def _chunks(n, size):
     return [slice(start, start + size) for start in range(0, n, size)]
 
 
+def _flat(state):
+    """An optimizer's state_dict as comparable plain values (tensors as lists)."""
+    groups = [{k: v for k, v in group.items() if k != "params"} for group in state["param_groups"]]
+    moments = {
+        (index, key): value.tolist() if torch.is_tensor(value) else value
+        for index, values in state["state"].items()
+        for key, value in values.items()
+    }
+    return groups, moments
+
+
 def _snapshot(model):
     """Everything a failed call must leave as it was."""
     return {
         "weights": {k: v.clone() for k, v in model.module_.state_dict().items()},
-        "optimizer": pickle.dumps(model.optimizer_.state_dict()),
+        "optimizer": _flat(model.optimizer_.state_dict()),
         "history": [dict(r) for r in model.history_],
         "x_mean": model.x_mean_.copy(),
         "n_features_in": model.n_features_in_,
@@ -199,3 +211,25 @@ def test_pickle_and_clone_after_partial_fit(rng):
     fresh = clone(model)
     assert not hasattr(fresh, "module_")
     assert fresh.partial_fit(X, y).n_epochs_ == 1
+
+
+class _FailOnEpoch(Callback):
+    """Raises at the end of the given epoch, after the weights were trained in place."""
+
+    def __init__(self, epoch):
+        self.epoch = epoch
+
+    def on_epoch_end(self, estimator, record):
+        if record["epoch"] == self.epoch:
+            raise RuntimeError("interrupted")
+
+
+def test_a_call_that_fails_during_training_restores_the_network(rng):
+    X, y = _toy(rng, 30)
+    model = LSTMRegressor(callbacks=[_FailOnEpoch(2)], **SMALL).partial_fit(X, y)
+    before = _snapshot(model)
+    with pytest.raises(RuntimeError, match="interrupted"):
+        model.partial_fit(X, y)
+    _assert_unchanged(model, before)
+    model.set_params(callbacks=None).partial_fit(X, y)
+    assert model.n_epochs_ == 2
