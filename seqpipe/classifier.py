@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
 import torch
 from sklearn.base import ClassifierMixin
+from sklearn.utils.multiclass import (
+    _check_partial_fit_first_call,
+    check_classification_targets,
+    unique_labels,
+)
+from sklearn.utils.validation import check_consistent_length, column_or_1d
 
 from seqpipe._base import SequenceModelBase
-from seqpipe._targets import Targets, class_targets
+from seqpipe._targets import TargetLayout, Targets, class_targets
 from seqpipe.callbacks import Callback
 
 
@@ -244,8 +251,86 @@ class LSTMClassifier(ClassifierMixin, SequenceModelBase):
         """
         return self._fit_sequences(X, y)
 
+    def partial_fit(self, X: Any, y: Any, classes: Any = None) -> LSTMClassifier:
+        """Train one epoch on ``X`` and ``y``, continuing the fitted network.
+
+        For data that arrives in chunks or does not fit in memory (dask-ml's
+        ``Incremental`` calls this), as scikit-learn's ``MLPClassifier.partial_fit``:
+        each call is one pass over the given samples, in batches of ``batch_size``.
+
+        The first call on an unfitted estimator fixes ``classes_`` from ``classes``,
+        learns the input scaling (``x_mean_``/``x_scale_``) on its chunk and builds
+        the network; the statistics are fixed from then on, so **later chunks are
+        scaled with the first chunk's statistics** (make the first chunk
+        representative, or use ``scale_X=False`` with data scaled beforehand).
+        Later calls, and calls after ``fit``, keep training the same network with
+        the same optimizer state (Adam's moments). ``lr_schedule`` (``"cosine"`` by
+        default) does not apply: every call runs at the constant rate ``lr_``.
+        ``epochs`` does not apply either (one epoch per call); ``history_`` and
+        ``n_epochs_`` grow by one per call. ``callbacks`` run on clones for each
+        call (kept as ``callbacks_``); ``verbose`` shows nothing.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_timesteps, n_features), or list of arrays
+            A chunk of sequences, as for ``fit``; later calls need the same
+            ``n_features`` as the first.
+        y : array-like of shape (n_samples,)
+            Labels of this chunk, each one of ``classes_``; a chunk need not hold
+            every class.
+        classes : array-like of shape (n_classes,) or None, default=None
+            Every label of the whole data set (e.g. ``np.unique(y_all)``). Required
+            on the first call; later calls may omit it or must pass the same.
+
+        Returns
+        -------
+        self : LSTMClassifier
+
+        Raises
+        ------
+        ValueError
+            Without ``classes`` on the first call, with other ``classes`` later, for
+            labels outside ``classes``, with ``validation_fraction > 0`` (early
+            stopping applies to ``fit`` only, as ``MLPClassifier`` refuses
+            ``early_stopping`` here), or for a later chunk with another feature
+            count; the fitted model is then unchanged.
+        """
+        return self._partial_fit_sequences(X, y, classes)
+
     def _check_targets(self, y: Any, X: np.ndarray, lengths: np.ndarray | None) -> Targets:
         return class_targets(y, X, "LSTMClassifier")
+
+    def _check_partial_targets(
+        self, y: Any, X: np.ndarray, lengths: np.ndarray | None, classes: Any
+    ) -> Targets:
+        # scikit-learn's rule and messages for `classes`, applied to a stand-in so
+        # nothing is stored on self before every check has passed.
+        state = SimpleNamespace(classes_=getattr(self, "classes_", None))
+        _check_partial_fit_first_call(state, classes)
+        known = np.asarray(state.classes_)
+        if len(known) < 2:
+            raise ValueError(
+                f"LSTMClassifier needs at least 2 classes; classes={known.tolist()} has "
+                f"{len(known)}"
+            )
+        if y is None:
+            raise ValueError("requires y to be passed, but the target y is None")
+        y = column_or_1d(y, warn=True)
+        check_consistent_length(X, y)
+        check_classification_targets(y)
+        unique_labels(known, y)  # a mix of string and number labels is an error here
+        unseen = np.unique(y[~np.isin(y, known)])
+        if unseen.size:
+            raise ValueError(
+                f"y holds label(s) {unseen.tolist()} that are not in classes_ "
+                f"{known.tolist()}; the first partial_fit call's `classes` must list "
+                f"every label of the whole data set (the fitted model is unchanged)"
+            )
+        codes = np.searchsorted(known, y).astype(np.int64)
+        return Targets(codes, TargetLayout("classes", len(known)), None, "classification", known)
+
+    def _scaled_targets(self, targets: Targets, X: np.ndarray, inputs: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(targets.values)
 
     def _training_targets(
         self, targets: Targets, X: np.ndarray, inputs: np.ndarray, n_train: int

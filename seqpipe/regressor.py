@@ -253,6 +253,47 @@ class LSTMRegressor(RegressorMixin, SequenceModelBase):
         """
         return self._fit_sequences(X, y)
 
+    def partial_fit(self, X: Any, y: Any) -> LSTMRegressor:
+        """Train one epoch on ``X`` and ``y``, continuing the fitted network.
+
+        For data that arrives in chunks or does not fit in memory (dask-ml's
+        ``Incremental`` calls this), as scikit-learn's ``MLPRegressor.partial_fit``:
+        each call is one pass over the given samples, in batches of ``batch_size``.
+
+        The first call on an unfitted estimator learns the scaling statistics
+        (``x_mean_``/``x_scale_``, ``y_mean_``/``y_scale_``) on its chunk and builds
+        the network; they are fixed from then on, so **later chunks are scaled with
+        the first chunk's statistics** (make the first chunk representative, or use
+        ``scale_X=False``/``scale_y=False`` with data scaled beforehand). Later
+        calls, and calls after ``fit``, keep training the same network with the same
+        optimizer state (Adam's moments). ``lr_schedule`` does not apply: every call
+        runs at the constant rate ``lr_``. ``epochs`` does not apply either (one
+        epoch per call); ``history_`` and ``n_epochs_`` grow by one per call.
+        ``callbacks`` run on clones for each call (kept as ``callbacks_``);
+        ``verbose`` shows nothing.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_timesteps, n_features), or list of arrays
+            A chunk of sequences, as for ``fit``; later calls need the same
+            ``n_features`` as the first.
+        y : array-like of shape (n_samples,), (n_samples, k) or (n_samples, n_timesteps, k)
+            Targets of the same layout on every call.
+
+        Returns
+        -------
+        self : LSTMRegressor
+
+        Raises
+        ------
+        ValueError
+            With ``validation_fraction > 0`` (early stopping applies to ``fit``
+            only, as ``MLPRegressor`` refuses ``early_stopping`` here), or when a
+            later chunk has another feature count or target layout than the fitted
+            network; the fitted model is then unchanged.
+        """
+        return self._partial_fit_sequences(X, y)
+
     def _check_targets(self, y: Any, X: np.ndarray, lengths: np.ndarray | None) -> Targets:
         if self.head == "seq2seq":
             targets = horizon_targets(y, X)
@@ -269,6 +310,12 @@ class LSTMRegressor(RegressorMixin, SequenceModelBase):
         scaled, self.y_mean_, self.y_scale_ = standardize(
             targets, n_train, enabled=self.scale_y, values=values
         )
+        return torch.from_numpy(scaled)
+
+    def _scaled_targets(self, targets: Targets, X: np.ndarray, inputs: np.ndarray) -> torch.Tensor:
+        values = self._to_local_units(targets.values, X, targets.layout, inverse=False)
+        # As standardize(): padded steps (NaN) become 0 and carry no loss (mask).
+        scaled = np.nan_to_num((values - self.y_mean_) / self.y_scale_).astype(np.float32)
         return torch.from_numpy(scaled)
 
     def predict(self, X: Any) -> np.ndarray:
