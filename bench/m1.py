@@ -169,6 +169,7 @@ def main() -> None:
                 patience=args.patience,
                 local_scaling="standard" if local else None,
                 random_state=seed,
+                torch_num_threads=args.threads,
             )
             forecast, seconds, epochs = fit_forecast(model, X, y, X_last)
             row = rows[name]

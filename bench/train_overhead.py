@@ -49,6 +49,12 @@ Run ``python bench/train_overhead.py`` (minutes on a quiet 2-core machine), or
 ``--quick`` for a smoke run (one round, few epochs, the big configuration shrunk
 to 2000 samples: its figures are not the target's).
 
+Thread rows (issue 13): after the contenders, our fit once with
+``torch_num_threads=1`` (the estimators' default) and once with torch's own
+default count (one per core unless ``OMP_NUM_THREADS`` is set; read at import),
+same data, rounds interleaved, with the load average during the rounds.
+``--threads-only`` runs just these rows.
+
 Diagnostics for a busy machine: ``--threads 1 --clock cpu`` times every contender
 by process CPU time with one intra-op thread. Other processes then barely move the
 figures, and what remains is each loop's own work, which is exactly where
@@ -76,6 +82,9 @@ from seqpipe import LSTMRegressor
 
 #: Threads for every contender: the target machine class has 2 cores.
 THREADS = 2
+#: torch's own default in this process (one per core unless OMP_NUM_THREADS says
+#: otherwise), read before main() changes it: the "default" of the thread rows.
+TORCH_DEFAULT_THREADS = torch.get_num_threads()
 OURS_TARGET = 1.05
 
 
@@ -157,6 +166,7 @@ def fit_ours(cfg: Config, X: np.ndarray, y: np.ndarray, epochs: int) -> list[flo
         scale_X=False,
         scale_y=False,
         random_state=0,
+        torch_num_threads=None,  # the process's setting (--threads), as the others get
     ).fit(X, y)
     return [record["seconds"] for record in model.history_]
 
@@ -253,6 +263,52 @@ def bench_config(cfg: Config, control: bool) -> dict[str, Samples]:
     return samples
 
 
+def fit_ours_threads(cfg: Config, X: np.ndarray, y: np.ndarray, threads: int) -> list[float]:
+    """Our fit of ``cfg.epochs`` epochs with ``torch_num_threads=threads``."""
+    model = LSTMRegressor(
+        "lstm",
+        hidden_size=cfg.hidden_size,
+        epochs=cfg.epochs,
+        batch_size=cfg.batch_size,
+        lr=cfg.lr,
+        scale_X=False,
+        scale_y=False,
+        random_state=0,
+        torch_num_threads=threads,
+    ).fit(X, y)
+    return [record["seconds"] for record in model.history_]
+
+
+def thread_rows(cfg: Config) -> list[str]:
+    """One vs torch's default threads for our fit, same data, interleaved rounds."""
+    X, y = make_data(cfg)
+    counts = (1, TORCH_DEFAULT_THREADS)
+    for threads in counts:  # warm-up, as above
+        fit_ours_threads(
+            replace(cfg, epochs=2), X[: cfg.batch_size * 2], y[: 2 * cfg.batch_size], threads
+        )
+    samples = {threads: Samples() for threads in counts}
+    loads = []
+    for r in range(cfg.rounds):
+        for threads in counts[r % 2 :] + counts[: r % 2]:
+            seconds, epochs = timed(lambda t=threads: fit_ours_threads(cfg, X, y, t))
+            samples[threads].fit_many.append(seconds)
+            samples[threads].epochs.extend(epochs[1:])
+            loads.append(os.getloadavg()[0])
+    one, default = samples[1], samples[TORCH_DEFAULT_THREADS]
+    return [
+        f"{cfg.name:<24}{'1 thread':>10}{f'{TORCH_DEFAULT_THREADS} threads':>12}{'ratio':>8}"
+        f"   (ours; load average {min(loads):.1f} to {max(loads):.1f} during the rounds)",
+        f"{'  min epoch ms':<24}{one.per_epoch() * 1e3:10.1f}{default.per_epoch() * 1e3:12.1f}"
+        f"{default.per_epoch() / one.per_epoch():8.2f}",
+        f"{'  median epoch ms':<24}{one.per_epoch_median() * 1e3:10.1f}"
+        f"{default.per_epoch_median() * 1e3:12.1f}"
+        f"{default.per_epoch_median() / one.per_epoch_median():8.2f}",
+        f"{'  min whole fit s':<24}{min(one.fit_many):10.2f}{min(default.fit_many):12.2f}"
+        f"{min(default.fit_many) / min(one.fit_many):8.2f}   ({cfg.rounds} rounds, E={cfg.epochs})",
+    ]
+
+
 def verdict(ok: bool) -> str:
     return "PASS" if ok else "FAIL"
 
@@ -300,6 +356,11 @@ def main(argv: list[str] | None = None) -> None:
         "--no-control", action="store_true", help="skip the second bare loop (noise floor)"
     )
     parser.add_argument(
+        "--threads-only",
+        action="store_true",
+        help="only the thread rows: our fit with torch_num_threads=1 vs torch's default",
+    )
+    parser.add_argument(
         "--clock",
         choices=["wall", "cpu"],
         default="wall",
@@ -338,16 +399,27 @@ def main(argv: list[str] | None = None) -> None:
         if args.clock == "cpu"
         else contextlib.nullcontext()
     )
+    threads = []
     for cfg in configs:
         started = time.monotonic()
         with clock:
-            lines += report(cfg, bench_config(cfg, control=not args.no_control))
+            if not args.threads_only:
+                lines += report(cfg, bench_config(cfg, control=not args.no_control))
+            threads += thread_rows(cfg)
         print(f"  {cfg.name}: {time.monotonic() - started:.0f} s, load {load()}", flush=True)
+    if not args.threads_only:
+        print(
+            f"ms per epoch ({args.clock} clock); first row of each config: minimum "
+            "per-epoch time (primary)"
+        )
+        print("\n".join(lines))
+    if TORCH_DEFAULT_THREADS == 1:
+        print("torch's default here is 1 thread (OMP_NUM_THREADS=1?): the rows compare 1 with 1")
     print(
-        f"ms per epoch ({args.clock} clock); first row of each config: minimum per-epoch "
-        "time (primary)"
+        f"\nThreads: our fit with torch_num_threads=1 (the estimators' default) vs torch's "
+        f"default of {TORCH_DEFAULT_THREADS}, same data; ratio = default / one ({args.clock} clock)"
     )
-    print("\n".join(lines))
+    print("\n".join(threads))
 
 
 if __name__ == "__main__":

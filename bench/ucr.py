@@ -135,7 +135,8 @@ def fit_one(
     """One fit at the defaults (``epochs`` only for ``--quick``, ``overrides`` from
     ``--params`` to measure another setting side by side); returns its figures."""
     torch.set_num_threads(threads)  # again: a worker process starts with torch's default
-    params: dict[str, Any] = {**(overrides or {}), "architecture": architecture}
+    params: dict[str, Any] = {"torch_num_threads": threads, **(overrides or {})}
+    params["architecture"] = architecture
     params["random_state"] = seed
     if epochs is not None:
         params["epochs"] = epochs

@@ -99,6 +99,7 @@ class SequenceModelBase(BaseEstimator):
         "verbose": ["verbose"],
         "warm_start": ["boolean"],
         "callbacks": [list, tuple, None],
+        "torch_num_threads": [Interval(numbers.Integral, 1, None, closed="left"), None],
     }
 
     def _validate_params(self) -> None:
@@ -237,7 +238,7 @@ class SequenceModelBase(BaseEstimator):
         n_train = self._n_train(len(X))
         _check_weight_split(weights, n_train)
         callbacks = self._training_callbacks(validating=n_train < len(X))
-        with self._all_or_nothing():
+        with self._all_or_nothing(), self._torch_threads():
             self.n_features_in_ = X.shape[2]
             # Kept for the single-window warning (a 2-D (n, 1) X at predict time) and
             # written into exported files for the runtime's.
@@ -330,12 +331,16 @@ class SequenceModelBase(BaseEstimator):
         return callbacks
 
     @contextlib.contextmanager
-    def _all_or_nothing(self) -> Iterator[None]:
-        """Restore every attribute (and a warm-started network's weights) if the body raises."""
+    def _all_or_nothing(self, *, in_place: bool = False) -> Iterator[None]:
+        """Restore every attribute (and a warm-started network's weights) if the body raises.
+
+        ``in_place``: the fitted network is trained in place whatever ``warm_start``
+        says (``partial_fit``), so its weights and optimizer state are kept too.
+        """
         saved = dict(vars(self))
         module, optimizer = saved.get("module_"), saved.get("optimizer_")
         weights = optimizer_state = None
-        if self.warm_start and module is not None:  # trained in place: keep a copy
+        if (in_place or self.warm_start) and module is not None:  # trained in place: keep a copy
             weights = {k: v.detach().clone() for k, v in module.state_dict().items()}
             if optimizer is not None:
                 optimizer_state = copy.deepcopy(optimizer.state_dict())
@@ -349,6 +354,22 @@ class SequenceModelBase(BaseEstimator):
             vars(self).clear()
             vars(self).update(saved)
             raise
+
+    @contextlib.contextmanager
+    def _torch_threads(self) -> Iterator[None]:
+        """Run the body with ``torch_num_threads`` intra-op threads, then restore the
+        caller's count, also when the body raises (None: torch's setting as it is)."""
+        # getattr: an estimator pickled before the parameter existed leaves torch alone.
+        threads = getattr(self, "torch_num_threads", None)
+        before = torch.get_num_threads()
+        if threads is None or threads == before:
+            yield
+            return
+        torch.set_num_threads(int(threads))
+        try:
+            yield
+        finally:
+            torch.set_num_threads(before)
 
     def _non_finite_hint(self) -> str:
         """What a non-finite loss error suggests, from this estimator's parameters."""
@@ -441,6 +462,130 @@ class SequenceModelBase(BaseEstimator):
             )
         self.n_epochs_ = len(self.history_)
 
+    # --- incremental fitting (partial_fit) -------------------------------------------
+    def _partial_fit_sequences(self, X: Any, y: Any, classes: Any = None) -> SequenceModelBase:
+        """The ``partial_fit`` of every estimator: one epoch over ``X``, all or nothing.
+
+        The first call (on an unfitted estimator) does what ``fit`` does before
+        training: it learns the scaling statistics on this chunk and builds the
+        network (with ``fit``'s seed, so the same initial weights). Later calls, and
+        calls after ``fit``, keep the statistics, the network and the optimizer's
+        state, and train one more epoch at the constant rate ``lr_``.
+        """
+        self._validate_params()
+        if self.validation_fraction:
+            # As scikit-learn's MLP refuses early_stopping in partial_fit: one epoch
+            # per call leaves nothing for a held-out split to decide.
+            raise ValueError(
+                f"partial_fit trains one epoch on every row it is given and has no "
+                f"validation split, but validation_fraction={self.validation_fraction}; "
+                f"set validation_fraction=0 (early stopping applies to fit only)"
+            )
+        first = not hasattr(self, "module_")
+        source = X
+        X, lengths = self._validate_X(X, reset=first)
+        targets = self._check_partial_targets(y, X, lengths, classes)
+        if not first:
+            self._check_partial_layout(targets)
+        callbacks = [clone(callback, safe=False) for callback in self.callbacks or ()]
+        with self._all_or_nothing(in_place=True):
+            if first:
+                self.n_features_in_ = X.shape[2]
+                self._shortest_fit = int(X.shape[1] if lengths is None else lengths.min())
+                check_feature_names(self, source, reset=True)
+                inputs = self._fit_input_scaling(X, len(X))
+                y_train = self._training_targets(targets, X, inputs, len(X), None)
+            else:
+                inputs = self._standardized(self._locally_scaled(X))
+                y_train = self._scaled_targets(targets, X, inputs)
+            self._partial_fit_epoch(inputs, lengths, y_train, targets, callbacks, first=first)
+        return self
+
+    def _check_partial_targets(
+        self, y: Any, X: np.ndarray, lengths: np.ndarray | None, classes: Any
+    ) -> Targets:
+        """``y`` of one ``partial_fit`` call; the classifier overrides it for ``classes``."""
+        return self._check_targets(y, X, lengths)
+
+    def _scaled_targets(self, targets: Targets, X: np.ndarray, inputs: np.ndarray) -> torch.Tensor:
+        """The loss's targets of a later ``partial_fit`` call, scaled by the stored
+        statistics (the first call's); stores nothing."""
+        raise NotImplementedError
+
+    def _check_partial_layout(self, targets: Targets) -> None:
+        """A later ``partial_fit`` chunk's ``y`` must suit the network's outputs."""
+        if targets.layout != self.target_layout_:
+            raise ValueError(
+                f"partial_fit continues training the fitted network, whose outputs are "
+                f"{_describe_layout(self.target_layout_)}, but y needs "
+                f"{_describe_layout(targets.layout)}; every call must pass y of the same "
+                f"layout (the fitted model is unchanged)"
+            )
+
+    def _partial_fit_epoch(
+        self,
+        inputs: np.ndarray,
+        lengths: np.ndarray | None,
+        y: torch.Tensor,
+        targets: Targets,
+        callbacks: list[Callback],
+        *,
+        first: bool,
+    ) -> None:
+        """Build the network on the first call, then train one epoch at ``lr_``."""
+        if first:
+            self.device_ = resolve_device(self.device)
+        seed = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
+        n_done = len(self.history_) if not first else 0
+        # Another shuffling order (and dropout mask) per call, still reproducible.
+        epoch_seed = int(np.random.SeedSequence([seed, n_done]).generate_state(1)[0])
+        data = TensorData(
+            torch.from_numpy(inputs).to(self.device_),
+            y.to(self.device_),
+            self._lengths_tensor(lengths),
+            None if targets.mask is None else torch.from_numpy(targets.mask).to(self.device_),
+        )
+        devices = [self.device_.index or 0] if self.device_.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices):
+            self.lr_ = self._resolve_lr()
+            if first:
+                torch.manual_seed(seed)  # fit's seed: the same initial network as fit
+                self.max_timesteps_ = int(inputs.shape[1])
+                self.module_ = self._build_module(targets.layout).to(self.device_)
+                self.history_ = []
+                self.target_layout_ = targets.layout
+            else:
+                # A new list: the previous one stays intact if this call fails.
+                self.history_ = list(self.history_)
+            if not hasattr(self, "optimizer_"):  # first call, or a pickle from a GPU
+                self.optimizer_ = self._make_optimizer(self.module_)
+            # A schedule is per fit (cosine over `epochs`, plateau over a run of
+            # epochs); one epoch per call has neither, so every call runs at lr_.
+            for group in self.optimizer_.param_groups:
+                group["lr"] = self.lr_
+            self.best_epoch_ = None
+            self.callbacks_ = callbacks
+            torch.manual_seed(epoch_seed)
+            train_epochs(
+                self,
+                self.module_,
+                self.optimizer_,
+                cross_entropy_loss if targets.task == "classification" else mse_loss,
+                data,
+                None,
+                LoopSettings(
+                    epochs=1,
+                    batch_size=self.batch_size,
+                    shuffle=self.shuffle,
+                    clip_grad_norm=self.clip_grad_norm,
+                    non_finite_hint=self._non_finite_hint().replace(".fit ", ".partial_fit "),
+                ),
+                torch.Generator().manual_seed(epoch_seed),
+                self.history_,
+                callbacks,
+            )
+        self.n_epochs_ = len(self.history_)
+
     # --- inference ---------------------------------------------------------------
     def _forward(
         self, X: np.ndarray, lengths: np.ndarray | None, *, encode: bool = False
@@ -451,7 +596,7 @@ class SequenceModelBase(BaseEstimator):
         lengths_t = self._lengths_tensor(lengths)
         run = module.encode if encode else module
         outputs = []
-        with torch.inference_mode():
+        with torch.inference_mode(), self._torch_threads():
             for start in range(0, inputs.shape[0], PREDICT_BATCH):
                 stop = start + PREDICT_BATCH
                 chunk_lengths = None if lengths_t is None else lengths_t[start:stop]

@@ -121,6 +121,9 @@ class FileContract:
     shortest_fit : int or None
         Fewest time steps of any sequence the model was fitted on, where the
         file records it.
+    quantization : dict or None
+        How the graph was quantized and its error measured at export
+        (``seqpipe.quantization``); None for a float32 file.
     """
 
     task: str
@@ -132,6 +135,7 @@ class FileContract:
     classes: np.ndarray | None = None
     cuda_unsupported: list[str] = field(default_factory=list)
     shortest_fit: int | None = None
+    quantization: dict[str, Any] | None = None
 
 
 def read_contract(
@@ -214,6 +218,7 @@ class _Reader:
         shortest = None
         if fmt.KEY_SHORTEST_FIT in self.metadata:
             shortest = self.positive(fmt.KEY_SHORTEST_FIT)
+        quantization = self.quantization() if fmt.KEY_QUANTIZATION in self.metadata else None
         classes = self.classes(task)
         graph = _Graph(self, inputs, outputs)
         graph.check_input(n_features)
@@ -231,6 +236,7 @@ class _Reader:
             classes=classes,
             cuda_unsupported=cuda,
             shortest_fit=shortest,
+            quantization=quantization,
         )
 
     def check_format(self) -> None:
@@ -350,6 +356,31 @@ class _Reader:
             )
         ):
             raise self.fail(fmt.KEY_VERIFIED, expected, value)
+
+    def quantization(self) -> dict[str, Any]:
+        """``seqpipe.quantization`` (optional): what the quantized graph measured."""
+        value = self.json(fmt.KEY_QUANTIZATION)
+        expected = (
+            'a JSON object with "dtype" (text), "error" and "max_abs_diff" (numbers >= 0), '
+            '"tolerance" (a number > 0), "sequences" (a positive integer) and optionally '
+            '"class_agreement" (a number from 0 to 1)'
+        )
+        if not isinstance(value, dict):
+            raise self.fail(fmt.KEY_QUANTIZATION, expected, value)
+        agreement = value.get("class_agreement")
+        if (
+            not isinstance(value.get("dtype"), str)
+            or not value["dtype"]
+            or not all(
+                _is_number(value.get(k)) and value[k] >= 0 for k in ("error", "max_abs_diff")
+            )
+            or not _is_number(value.get("tolerance"))
+            or value["tolerance"] <= 0
+            or not _is_size(value.get("sequences"))
+            or (agreement is not None and not (_is_number(agreement) and 0 <= agreement <= 1))
+        ):
+            raise self.fail(fmt.KEY_QUANTIZATION, expected, value)
+        return value
 
     def classes(self, task: str) -> np.ndarray | None:
         present = [k for k in (fmt.KEY_CLASSES, fmt.KEY_CLASSES_DTYPE) if k in self.metadata]

@@ -27,7 +27,15 @@ strings; ``*_JSON`` keys hold JSON):
 * ``seqpipe.shortest_fit_sequence`` (optional): the fewest time steps of any
   sequence the model was fitted on, so the runtime can warn, as the estimator
   does, when a one-feature window passed alone is read as many one-step
-  sequences.
+  sequences;
+* ``seqpipe.quantization`` (optional; int8 files only): JSON object
+  ``{"dtype": "int8", "method", "onnxruntime", "nodes": {op: count}, "output",
+  "error", "tolerance", "max_abs_diff", "max_over_std", "sequences", "data",
+  "class_agreement" (classifiers)}``: how the graph was quantized and its error
+  against the float32 graph, measured at export (``error``: the worst output
+  column's RMS difference over that column's standard deviation, at most
+  ``tolerance``; ``data``: ``"drawn"`` or ``"given"`` sequences). A file without
+  it is float32.
 
 :mod:`seqpipe._file_contract` checks every value (types, sizes, the graph)
 before the runtime serves a file.
@@ -53,6 +61,7 @@ KEY_NETWORK = "seqpipe.network"
 KEY_CUDA_UNSUPPORTED = "seqpipe.cuda_unsupported"
 KEY_VERIFIED = "seqpipe.verified"
 KEY_SHORTEST_FIT = "seqpipe.shortest_fit_sequence"
+KEY_QUANTIZATION = "seqpipe.quantization"
 
 INPUT = "X"
 OUTPUT_REGRESSION = "y"

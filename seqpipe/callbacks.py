@@ -40,6 +40,7 @@ Examples
 from __future__ import annotations
 
 import math
+import numbers
 import sys
 from typing import Any
 
@@ -111,11 +112,12 @@ class EarlyStopping(Callback):
         self.restore_best_weights = restore_best_weights
 
     def on_train_begin(self, estimator: Any) -> None:
-        if self.patience is not None and (
-            isinstance(self.patience, bool) or not isinstance(self.patience, int)
+        patience = self.patience
+        if patience is not None and (
+            isinstance(patience, bool) or not isinstance(patience, numbers.Integral) or patience < 1
         ):
             raise ValueError(
-                f"EarlyStopping: patience must be an int or None, got {self.patience!r}"
+                f"EarlyStopping: patience must be an int >= 1 or None, got {patience!r}"
             )
         self.best_ = math.inf
         self.best_epoch_ = None

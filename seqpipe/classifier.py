@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -9,9 +10,15 @@ import torch
 from sklearn.base import ClassifierMixin
 from sklearn.utils._param_validation import StrOptions
 from sklearn.utils.class_weight import compute_class_weight
+from sklearn.utils.multiclass import (
+    _check_partial_fit_first_call,
+    check_classification_targets,
+    unique_labels,
+)
+from sklearn.utils.validation import check_consistent_length, column_or_1d
 
 from seqpipe._base import SequenceModelBase
-from seqpipe._targets import Targets, class_targets
+from seqpipe._targets import TargetLayout, Targets, class_targets
 from seqpipe.callbacks import Callback
 
 
@@ -122,6 +129,18 @@ class LSTMClassifier(ClassifierMixin, SequenceModelBase):
         (n_classes * count_c)``, counts summed over ``sample_weight`` when given.
         Computed over all rows, validation split included, as scikit-learn's
         ``SGDClassifier`` does; the validation loss is weighted the same way.
+    torch_num_threads : int or None, default=1
+        torch's intra-op threads (``torch.set_num_threads``) while ``fit``,
+        ``predict``, ``predict_proba``, ``transform`` and ``score`` run; the
+        caller's count is restored when the call returns or raises. None leaves
+        torch's setting as it is. Named after what it sets, not ``n_jobs``: in
+        scikit-learn ``n_jobs`` means parallel jobs (processes), and these are
+        threads within one operator. The default of 1 is measured (README,
+        "Threads"): on a busy machine torch's default pool of one thread per core
+        made a small fit over 10x slower, while on an idle one more threads won at
+        most about 2x (for ``lstm`` with batch 256; ``gru`` got slower). Raise it
+        for big models on a machine of your own. torch's setting is process-wide:
+        threads of one process that predict at once should use the same value.
 
     Attributes
     ----------
@@ -208,6 +227,7 @@ class LSTMClassifier(ClassifierMixin, SequenceModelBase):
         warm_start: bool = False,
         callbacks: list[Callback] | None = None,
         class_weight: dict[Any, float] | str | None = None,
+        torch_num_threads: int | None = 1,
     ) -> None:
         self.architecture = architecture
         self.hidden_size = hidden_size
@@ -237,6 +257,7 @@ class LSTMClassifier(ClassifierMixin, SequenceModelBase):
         self.warm_start = warm_start
         self.callbacks = callbacks
         self.class_weight = class_weight
+        self.torch_num_threads = torch_num_threads
 
     def fit(self, X: Any, y: Any, sample_weight: Any = None) -> LSTMClassifier:
         """Train on sequences ``X`` and class labels ``y`` (1-D, any label type).
@@ -267,6 +288,59 @@ class LSTMClassifier(ClassifierMixin, SequenceModelBase):
             classes of positive weight; nothing fitted changes.
         """
         return self._fit_sequences(X, y, sample_weight)
+
+    def partial_fit(self, X: Any, y: Any, classes: Any = None) -> LSTMClassifier:
+        """Train one epoch on ``X`` and ``y``, continuing the fitted network.
+
+        For data that arrives in chunks or does not fit in memory (dask-ml's
+        ``Incremental`` calls this), as scikit-learn's ``MLPClassifier.partial_fit``:
+        each call is one pass over the given samples, in batches of ``batch_size``.
+
+        The first call on an unfitted estimator fixes ``classes_`` from ``classes``,
+        learns the input scaling (``x_mean_``/``x_scale_``) on its chunk and builds
+        the network; the statistics are fixed from then on, so **later chunks are
+        scaled with the first chunk's statistics** (make the first chunk
+        representative, or use ``scale_X=False`` with data scaled beforehand).
+        Later calls, and calls after ``fit``, keep training the same network with
+        the same optimizer state (Adam's moments). ``lr_schedule`` (``"cosine"`` by
+        default) does not apply: every call runs at the constant rate ``lr_``.
+        ``epochs`` does not apply either (one epoch per call); ``history_`` and
+        ``n_epochs_`` grow by one per call. ``callbacks`` run on clones for each
+        call (kept as ``callbacks_``); ``verbose`` shows nothing.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_timesteps, n_features), or list of arrays
+            A chunk of sequences, as for ``fit``; later calls need the same
+            ``n_features`` as the first.
+        y : array-like of shape (n_samples,)
+            Labels of this chunk, each one of ``classes_``; a chunk need not hold
+            every class.
+        classes : array-like of shape (n_classes,) or None, default=None
+            Every label of the whole data set (e.g. ``np.unique(y_all)``). Required
+            on the first call; later calls may omit it or must pass the same.
+
+        Returns
+        -------
+        self : LSTMClassifier
+
+        Raises
+        ------
+        ValueError
+            Without ``classes`` on the first call, with other ``classes`` later, for
+            labels outside ``classes``, with ``validation_fraction > 0`` (early
+            stopping applies to ``fit`` only, as ``MLPClassifier`` refuses
+            ``early_stopping`` here), or for a later chunk with another feature
+            count; the fitted model is then unchanged.
+        """
+        if self.class_weight is not None:
+            # Not silently dropped: partial_fit has no sample weights to multiply into.
+            raise ValueError(
+                f"class_weight={self.class_weight!r} applies to fit only; partial_fit does "
+                "not weight classes (set class_weight=None for partial_fit; the fitted "
+                "model is unchanged)"
+            )
+        return self._partial_fit_sequences(X, y, classes)
 
     def _check_targets(self, y: Any, X: np.ndarray, lengths: np.ndarray | None) -> Targets:
         return class_targets(y, X, "LSTMClassifier")
@@ -304,6 +378,38 @@ class LSTMClassifier(ClassifierMixin, SequenceModelBase):
                     f"{present.tolist()}"
                 )
         return weights
+
+    def _check_partial_targets(
+        self, y: Any, X: np.ndarray, lengths: np.ndarray | None, classes: Any
+    ) -> Targets:
+        # scikit-learn's rule and messages for `classes`, applied to a stand-in so
+        # nothing is stored on self before every check has passed.
+        state = SimpleNamespace(classes_=getattr(self, "classes_", None))
+        _check_partial_fit_first_call(state, classes)
+        known = np.asarray(state.classes_)
+        if len(known) < 2:
+            raise ValueError(
+                f"LSTMClassifier needs at least 2 classes; classes={known.tolist()} has "
+                f"{len(known)}"
+            )
+        if y is None:
+            raise ValueError("requires y to be passed, but the target y is None")
+        y = column_or_1d(y, warn=True)
+        check_consistent_length(X, y)
+        check_classification_targets(y)
+        unique_labels(known, y)  # a mix of string and number labels is an error here
+        unseen = np.unique(y[~np.isin(y, known)])
+        if unseen.size:
+            raise ValueError(
+                f"y holds label(s) {unseen.tolist()} that are not in classes_ "
+                f"{known.tolist()}; the first partial_fit call's `classes` must list "
+                f"every label of the whole data set (the fitted model is unchanged)"
+            )
+        codes = np.searchsorted(known, y).astype(np.int64)
+        return Targets(codes, TargetLayout("classes", len(known)), None, "classification", known)
+
+    def _scaled_targets(self, targets: Targets, X: np.ndarray, inputs: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(targets.values)
 
     def _training_targets(
         self,

@@ -3,6 +3,7 @@
 ::
 
     seqpipe export MODEL.joblib OUT.onnx [--streaming] [--opset N] [--no-verify]
+                   [--quantize int8 [--quantize-tolerance F] [--quantize-data X.npy]]
     seqpipe predict MODEL.onnx INPUT.(csv|npy) [-o OUT.(csv|npy)] [--proba]
     seqpipe info MODEL.onnx [--json]
     seqpipe plugins
@@ -101,12 +102,42 @@ def _add_export(sub: Any) -> None:
     p.add_argument("--opset", type=int, default=None, help="ONNX opset (default 18)")
     p.add_argument("--streaming", action="store_true", help="add recurrent state inputs/outputs")
     p.add_argument("--no-verify", action="store_true", help="skip the onnxruntime parity check")
+    p.add_argument(
+        "--quantize",
+        choices=["int8"],
+        default=None,
+        help="write an int8 graph (onnxruntime dynamic quantization), its error measured "
+        "against the float32 graph and held to --quantize-tolerance",
+    )
+    p.add_argument(
+        "--quantize-tolerance",
+        type=float,
+        default=0.05,
+        metavar="F",
+        help="int8 error budget: largest RMS difference as a fraction of the float32 "
+        "output's standard deviation (default 0.05)",
+    )
+    p.add_argument(
+        "--quantize-data",
+        default=None,
+        metavar="X",
+        help="sequences (.npy or .csv, as for predict) to measure the int8 error on "
+        "(default: inputs drawn around the training data)",
+    )
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
     from seqpipe.onnx import export
 
     model = _load_pickle(Path(args.model))
+    data = None
+    if args.quantize_data is not None:
+        if args.quantize is None:
+            raise CommandError("--quantize-data is only used with --quantize int8")
+        n_features = getattr(model, "n_features_in_", None)
+        if not isinstance(n_features, int):
+            raise CommandError(f"{args.model} does not hold a fitted model (no n_features_in_)")
+        data = read_input(Path(args.quantize_data), n_features)
     try:
         path = export(
             model,
@@ -114,6 +145,9 @@ def _cmd_export(args: argparse.Namespace) -> int:
             opset=args.opset,
             streaming=args.streaming,
             verify=not args.no_verify,
+            quantize=args.quantize,
+            quantize_tolerance=args.quantize_tolerance,
+            quantize_data=data,
         )
     except (TypeError, ValueError) as exc:
         raise CommandError(str(exc)) from None
@@ -337,14 +371,35 @@ def _cmd_info(args: argparse.Namespace) -> int:
     verified = meta.get(fmt.KEY_VERIFIED)
     if verified:
         v = json.loads(verified)
+        graph = "float32 graph: " if model.quantization is not None else ""
         lines.append(
-            f"verified:      max abs diff {v['max_abs_diff']:.3g} at batch sizes "
+            f"verified:      {graph}max abs diff {v['max_abs_diff']:.3g} at batch sizes "
             f"{v['batch_sizes']}, lengths {v['lengths']}, ragged (rtol {v['rtol']:g})"
         )
     else:
         lines.append("verified:      no")
+    if model.quantization is not None:
+        lines.extend(_quantization_lines(model.quantization))
     print("\n".join(printable(line) for line in lines))
     return 0
+
+
+def _quantization_lines(q: dict[str, Any]) -> list[str]:
+    """``seqpipe info``'s lines for an int8 file: how, and the error measured at export."""
+    nodes = q.get("nodes")
+    kinds = ""
+    if isinstance(nodes, dict) and nodes:
+        kinds = " (" + ", ".join(f"{op} x{n}" for op, n in nodes.items()) + ")"
+    where = "given" if q.get("data") == "given" else "drawn"
+    lines = [
+        f"quantized:     {q['dtype']}{kinds}",
+        f"int8 error:    RMS {q['error']:.2%} of the float32 output's std (budget "
+        f"{q['tolerance']:.2%}), largest difference {q['max_abs_diff']:.3g}, on "
+        f"{q['sequences']} {where} sequences",
+    ]
+    if q.get("class_agreement") is not None:
+        lines.append(f"int8 classes:  {q['class_agreement']:.2%} agree with float32")
+    return lines
 
 
 def printable(text: str) -> str:

@@ -69,8 +69,7 @@ def predict_dask(
         onnxruntime threads per task, for file models. Default: the model's own
         setting when it was loaded with one, else 1, because Dask already runs one
         task per worker thread (more would oversubscribe the cores). Ignored for
-        estimators, whose torch threads follow ``OMP_NUM_THREADS`` in the worker
-        (Dask's nanny sets it to 1).
+        estimators, which predict with their own ``torch_num_threads`` (default 1).
 
     Returns
     -------
@@ -260,15 +259,20 @@ def _with_threads(
 ) -> runtime.OnnxSequenceModel:
     """``model``, or the same bytes loaded again with ``threads`` onnxruntime threads
     (1 when neither the caller nor the model's own options chose a number)."""
-    current = model.session.get_session_options().intra_op_num_threads
+    options = model.load_options
+    # What load was told, not what the session runs with: a count that came from
+    # this process's OMP_NUM_THREADS is not carried by the pickle (each worker reads
+    # its own), so it does not pin the workers to one thread.
+    chosen = options["intra_op_num_threads"]
+    if chosen is None and options["session_options"] is not None:
+        chosen = options["session_options"].intra_op_num_threads or None  # 0: "choose"
     if threads is None:
-        if current != 0:  # chosen at load time (0 is onnxruntime's "one per core")
+        if chosen is not None:
             return model
         threads = 1
-    if current == threads:
+    if chosen == threads:
         return model
-    options = {**model.load_options, "intra_op_num_threads": int(threads)}
-    return runtime.load(model.model_bytes, **options)
+    return runtime.load(model.model_bytes, **{**options, "intra_op_num_threads": int(threads)})
 
 
 def _file_layout(

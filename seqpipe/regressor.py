@@ -114,6 +114,18 @@ class LSTMRegressor(RegressorMixin, SequenceModelBase):
         as ``callbacks_``. An ``EarlyStopping`` here replaces the one
         ``validation_fraction``/``patience`` build, a ``ProgressBar`` the one of
         ``verbose``.
+    torch_num_threads : int or None, default=1
+        torch's intra-op threads (``torch.set_num_threads``) while ``fit``,
+        ``predict``, ``predict_proba``, ``transform`` and ``score`` run; the
+        caller's count is restored when the call returns or raises. None leaves
+        torch's setting as it is. Named after what it sets, not ``n_jobs``: in
+        scikit-learn ``n_jobs`` means parallel jobs (processes), and these are
+        threads within one operator. The default of 1 is measured (README,
+        "Threads"): on a busy machine torch's default pool of one thread per core
+        made a small fit over 10x slower, while on an idle one more threads won at
+        most about 2x (for ``lstm`` with batch 256; ``gru`` got slower). Raise it
+        for big models on a machine of your own. torch's setting is process-wide:
+        threads of one process that predict at once should use the same value.
 
     Attributes
     ----------
@@ -187,6 +199,7 @@ class LSTMRegressor(RegressorMixin, SequenceModelBase):
         verbose: int = 0,
         warm_start: bool = False,
         callbacks: list[Callback] | None = None,
+        torch_num_threads: int | None = 1,
     ) -> None:
         self.architecture = architecture
         self.hidden_size = hidden_size
@@ -217,6 +230,7 @@ class LSTMRegressor(RegressorMixin, SequenceModelBase):
         self.verbose = verbose
         self.warm_start = warm_start
         self.callbacks = callbacks
+        self.torch_num_threads = torch_num_threads
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -251,6 +265,47 @@ class LSTMRegressor(RegressorMixin, SequenceModelBase):
         """
         return self._fit_sequences(X, y, sample_weight)
 
+    def partial_fit(self, X: Any, y: Any) -> LSTMRegressor:
+        """Train one epoch on ``X`` and ``y``, continuing the fitted network.
+
+        For data that arrives in chunks or does not fit in memory (dask-ml's
+        ``Incremental`` calls this), as scikit-learn's ``MLPRegressor.partial_fit``:
+        each call is one pass over the given samples, in batches of ``batch_size``.
+
+        The first call on an unfitted estimator learns the scaling statistics
+        (``x_mean_``/``x_scale_``, ``y_mean_``/``y_scale_``) on its chunk and builds
+        the network; they are fixed from then on, so **later chunks are scaled with
+        the first chunk's statistics** (make the first chunk representative, or use
+        ``scale_X=False``/``scale_y=False`` with data scaled beforehand). Later
+        calls, and calls after ``fit``, keep training the same network with the same
+        optimizer state (Adam's moments). ``lr_schedule`` does not apply: every call
+        runs at the constant rate ``lr_``. ``epochs`` does not apply either (one
+        epoch per call); ``history_`` and ``n_epochs_`` grow by one per call.
+        ``callbacks`` run on clones for each call (kept as ``callbacks_``);
+        ``verbose`` shows nothing.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_timesteps, n_features), or list of arrays
+            A chunk of sequences, as for ``fit``; later calls need the same
+            ``n_features`` as the first.
+        y : array-like of shape (n_samples,), (n_samples, k) or (n_samples, n_timesteps, k)
+            Targets of the same layout on every call.
+
+        Returns
+        -------
+        self : LSTMRegressor
+
+        Raises
+        ------
+        ValueError
+            With ``validation_fraction > 0`` (early stopping applies to ``fit``
+            only, as ``MLPRegressor`` refuses ``early_stopping`` here), or when a
+            later chunk has another feature count or target layout than the fitted
+            network; the fitted model is then unchanged.
+        """
+        return self._partial_fit_sequences(X, y)
+
     def _check_targets(self, y: Any, X: np.ndarray, lengths: np.ndarray | None) -> Targets:
         if self.head == "seq2seq":
             targets = horizon_targets(y, X)
@@ -272,6 +327,12 @@ class LSTMRegressor(RegressorMixin, SequenceModelBase):
         scaled, self.y_mean_, self.y_scale_ = standardize(
             targets, n_train, enabled=self.scale_y, values=values, sample_weight=weights
         )
+        return torch.from_numpy(scaled)
+
+    def _scaled_targets(self, targets: Targets, X: np.ndarray, inputs: np.ndarray) -> torch.Tensor:
+        values = self._to_local_units(targets.values, X, targets.layout, inverse=False)
+        # As standardize(): padded steps (NaN) become 0 and carry no loss (mask).
+        scaled = np.nan_to_num((values - self.y_mean_) / self.y_scale_).astype(np.float32)
         return torch.from_numpy(scaled)
 
     def predict(self, X: Any) -> np.ndarray:

@@ -82,9 +82,16 @@ def load(
         When CUDA is requested for a file whose recurrent nodes CUDA would compute
         wrongly: run on the CPU with a warning instead of raising.
     intra_op_num_threads : int, optional
-        Threads onnxruntime uses within an operator (its default: all cores).
+        Threads onnxruntime uses within an operator. When neither this nor
+        ``session_options`` sets a number: ``OMP_NUM_THREADS`` (its first entry)
+        when that is set in the process that opens the session, as torch and
+        numpy honour it; otherwise onnxruntime's default, one thread per core
+        (onnxruntime itself ignores ``OMP_NUM_THREADS``). An unpickled model
+        reads the variable of the process it lands in (Dask's nanny sets it to 1
+        in every worker).
     session_options : onnxruntime.SessionOptions, optional
-        Full control over the session; ``intra_op_num_threads`` overrides its field.
+        Full control over the session; ``intra_op_num_threads`` overrides its
+        field, and a field left at 0 (onnxruntime's "choose") gets the default above.
 
     Returns
     -------
@@ -164,6 +171,9 @@ def _open(
     available = ort.get_available_providers()
     resolved = resolve_providers(providers, available)
     options = session_options or ort.SessionOptions()
+    if intra_op_num_threads is None and options.intra_op_num_threads == 0:
+        # Read here, not in load: an unpickled model follows its new process's setting.
+        intra_op_num_threads = _omp_num_threads()
     if intra_op_num_threads is not None:
         options.intra_op_num_threads = int(intra_op_num_threads)
     key = session_key(data, resolved, options) if shared else None
@@ -202,6 +212,28 @@ def _open(
     model = OnnxSequenceModel(session, metadata, file_path, contract=contract)
     model._source = (data, settings)
     return model
+
+
+def _omp_num_threads() -> int | None:
+    """``OMP_NUM_THREADS`` as a thread count, or None when unset or unusable.
+
+    OpenMP's syntax allows a list (``"4,2"``, one entry per nesting level); the
+    first entry is the outer level's count. A value that is not a positive integer
+    is ignored with a warning, as OpenMP runtimes ignore it.
+    """
+    value = os.environ.get("OMP_NUM_THREADS", "").strip()
+    if not value:
+        return None
+    first = value.split(",")[0].strip()
+    if first.isascii() and first.isdigit() and int(first) > 0:
+        return int(first)
+    warnings.warn(
+        f"OMP_NUM_THREADS={value!r} is not a positive integer; onnxruntime runs with its "
+        "default (one thread per core). Set it to e.g. 1, or pass intra_op_num_threads",
+        RuntimeWarning,
+        stacklevel=4,
+    )
+    return None
 
 
 #: This process's sessions, shared by every model loaded or unpickled with the same
@@ -312,6 +344,11 @@ class OnnxSequenceModel:
         Everything the exporter recorded (see :mod:`seqpipe._format`).
     streaming : bool
         Whether the file has recurrent state inputs (see :meth:`stream`).
+    quantization : dict or None
+        For an int8 file (``export(..., quantize="int8")``): how it was quantized
+        and the error measured against the float32 graph at export (``error``,
+        ``tolerance``, ``max_abs_diff``, ``class_agreement``, ...; see
+        :mod:`seqpipe._format`). None for a float32 file.
     input_name : str
         The graph input that takes ``X``.
     input_dtype : numpy.dtype
@@ -370,6 +407,7 @@ class OnnxSequenceModel:
         # Fewest steps of a training sequence: a one-feature window passed alone as
         # (n, 1) reads as n one-step sequences, which the validator warns about.
         self._shortest_fit = contract.shortest_fit
+        self.quantization = contract.quantization
         main = {
             fmt.TASK_REGRESSION: fmt.OUTPUT_REGRESSION,
             fmt.TASK_CLASSIFICATION: fmt.OUTPUT_LABEL,

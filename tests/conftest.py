@@ -10,7 +10,10 @@ import seqpipe
 
 # CI has 2 cores and pytest-xdist is not used; one intra-op thread per test
 # avoids oversubscription with GridSearchCV(n_jobs=2) workers and is fastest
-# for the tiny models the suite trains.
+# for the tiny models the suite trains. The estimators already run fit and
+# predict with torch_num_threads=1 (their default); this process-wide setting is
+# kept for the torch the suite runs outside them: bodies and modules called
+# directly, export tracing, bare tensor reference computations.
 torch.set_num_threads(1)
 
 

@@ -302,7 +302,21 @@ _KEYS = [
     fmt.KEY_CUDA_UNSUPPORTED,
     fmt.KEY_VERIFIED,
     fmt.KEY_SHORTEST_FIT,
+    fmt.KEY_QUANTIZATION,
 ]
+#: A valid ``seqpipe.quantization`` value (optional key: int8 files have it).
+_QUANTIZATION = json.dumps(
+    {
+        "dtype": "int8",
+        "error": 0.01,
+        "tolerance": 0.05,
+        "max_abs_diff": 0.002,
+        "sequences": 9,
+        "nodes": {"DynamicQuantizeLSTM": 1},
+        "data": "drawn",
+        "class_agreement": 1.0,
+    }
+)
 #: Changes a valid file may have (free text, optional keys), so some fuzzed files load.
 _BENIGN = st.one_of(
     st.tuples(
@@ -311,6 +325,7 @@ _BENIGN = st.one_of(
     ),
     st.tuples(st.just(fmt.KEY_SHORTEST_FIT), st.integers(1, 10**6).map(str)),
     st.tuples(st.sampled_from([fmt.KEY_VERIFIED, fmt.KEY_SHORTEST_FIT]), st.just(None)),
+    st.tuples(st.just(fmt.KEY_QUANTIZATION), st.just(_QUANTIZATION)),
     st.tuples(st.just(fmt.KEY_CLASSES_DTYPE), st.sampled_from(["<U4", "<U50", "|O"])),
 )
 #: A change to one key: removed, replaced, or its current text edited at one place.

@@ -74,6 +74,7 @@ LAYERS: dict[str, int] = {
     "seqpipe.onnx._fallback": 4,
     "seqpipe.onnx._gpu": 4,
     "seqpipe.onnx._verify": 4,
+    "seqpipe.onnx._quantize": 4,
     "seqpipe.onnx._assemble": 4,
     "seqpipe.onnx._export": 4,
     "seqpipe.onnx._skl2onnx": 4,

@@ -216,3 +216,12 @@ def test_metadata_routing_through_cross_validate(data, routing):
         fold = sklearn.clone(clf).fit(X[train], labels[train], sample_weight=WEIGHTS[train])
         expected = accuracy_score(labels[test], fold.predict(X[test]), sample_weight=WEIGHTS[test])
         assert score == pytest.approx(expected)
+
+
+def test_partial_fit_refuses_class_weight_rather_than_ignoring_it(data):
+    X, y = data
+    labels = (y > np.median(y)).astype(int)
+    clf = LSTMClassifier(**FULL_BATCH, class_weight="balanced")
+    with pytest.raises(ValueError, match="class_weight='balanced' applies to fit only"):
+        clf.partial_fit(X, labels, classes=[0, 1])
+    assert not hasattr(clf, "module_")

@@ -252,6 +252,8 @@ def test_early_stopping_parameters_build_the_built_in_callback():
     assert model.callbacks_[0].monitor == "train_loss"
     with pytest.raises(ValueError, match=r"monitors 'valid_loss'.*validation_fraction > 0"):
         LSTMRegressor(callbacks=[EarlyStopping()], **FAST).fit(X, y)
+    with pytest.raises(ValueError, match=r"patience must be an int >= 1 or None, got 0"):
+        LSTMRegressor(callbacks=[EarlyStopping(patience=0)], **FAST).fit(X, y)
 
 
 def test_a_fitted_model_with_callbacks_pickles(capsys):

@@ -15,9 +15,10 @@ import onnxruntime as ort
 from seqpipe import _format as fmt
 from seqpipe._atomic import write_atomic as write_bytes_atomic
 from seqpipe._version import __version__
-from seqpipe.onnx import _verify
+from seqpipe.onnx import _quantize, _verify
 from seqpipe.onnx._assemble import AssembledGraph, assemble, class_tensor
 from seqpipe.onnx._gpu import cuda_incompatibilities
+from seqpipe.onnx._quantize import DEFAULT_TOLERANCE, QuantizationError
 from seqpipe.onnx._steps import ExportPlan, plan_export
 from seqpipe.onnx._verify import VerificationError, VerifySettings
 from seqpipe.onnx.graph import DEFAULT_OPSET
@@ -33,6 +34,9 @@ def export(
     rtol: float = 1e-4,
     verify_batch_sizes: Sequence[int] = (1, 4, 16),
     verify_lengths: Sequence[int] = (1, 9, 120),
+    quantize: str | None = None,
+    quantize_tolerance: float = DEFAULT_TOLERANCE,
+    quantize_data: Any = None,
 ) -> Path:
     """Write a fitted seqpipe model, pipeline included, as one ONNX file.
 
@@ -72,6 +76,31 @@ def export(
         Batch sizes and sequence lengths checked (every combination, plus a ragged
         batch). Inputs are drawn around the training data's per-feature mean and
         spread.
+    quantize : None or "int8", default=None
+        ``"int8"``: write the graph quantized by onnxruntime's dynamic quantization
+        (``onnxruntime.quantization.quantize_dynamic``): LSTM nodes become
+        ``DynamicQuantizeLSTM`` and the heads' ``Gemm``/``MatMul``
+        ``MatMulInteger``, with int8 weights (in a 7-bit range, which cannot
+        overflow onnxruntime's sums on CPUs without VNNI) and activations quantized
+        at every call; convolutions stay float32 (onnxruntime's ``ConvInteger`` is
+        slower than its float ``Conv``). The float32 graph is verified first (as
+        above), then the int8 one is measured against it (also with
+        ``verify=False``) and held to ``quantize_tolerance``; the measured error is
+        stored in the metadata (``seqpipe.quantization``, shown by ``seqpipe info``
+        and ``runtime.load(...).quantization``). Peepholes, the coupled gate, Keras
+        activations and streaming are supported; GRU and RNN layers are refused
+        (onnxruntime has no int8 kernel for them). Needs no extra package.
+    quantize_tolerance : float, default=0.05
+        The int8 error budget: the largest RMS difference allowed between the int8
+        and the float32 file's outputs, as a fraction of the float32 output's
+        standard deviation, per output column (a target, a class probability, a
+        feature), worst column. 0.05 means the quantization noise is at most 5% of
+        the spread of the predictions.
+    quantize_data : array-like, optional
+        Sequences to measure the int8 error on, as ``predict`` takes them (e.g.
+        held-out data; at most 1024 are run at a time). Default: the verification
+        inputs drawn around the training data. Classifiers also report the share
+        of these sequences whose predicted class is unchanged.
 
     Returns
     -------
@@ -88,6 +117,12 @@ def export(
     seqpipe.onnx.VerificationError
         onnxruntime's outputs differ from the Python model's; the message gives the
         largest difference and the failing case.
+    seqpipe.onnx.QuantizationError
+        A ``VerificationError``: the int8 graph's error exceeds
+        ``quantize_tolerance``; the message gives the measured error (and, for
+        classifiers, the class agreement). Nothing is written.
+    ValueError
+        An invalid ``quantize``, ``quantize_tolerance`` or ``quantize_data``.
 
     Notes
     -----
@@ -120,6 +155,7 @@ def export(
     >>> bool((model.predict(X) == pipe.predict(X)).all())
     True
     """
+    _quantize.check_arguments(quantize, quantize_tolerance, quantize_data)
     plan = plan_export(model)
     assembled = assemble(plan, opset=opset or DEFAULT_OPSET, streaming=streaming)
     metadata = build_metadata(plan, assembled)
@@ -133,7 +169,11 @@ def export(
         onnx_model, fmt.KEY_CUDA_UNSUPPORTED, json.dumps(cuda_incompatibilities(onnx_model))
     )
     settings = VerifySettings(tuple(verify_batch_sizes), tuple(verify_lengths), rtol)
-    return write_atomic(onnx_model, Path(path), plan, settings if verify else None)
+    request = None
+    if quantize is not None:
+        _quantize.refuse_unquantizable(onnx_model)  # before the checks: refusing is free
+        request = _quantize.QuantizeRequest(float(quantize_tolerance), quantize_data, settings)
+    return write_atomic(onnx_model, Path(path), plan, settings if verify else None, request)
 
 
 def build_metadata(plan: ExportPlan, assembled: AssembledGraph) -> dict[str, str]:
@@ -192,14 +232,20 @@ def _set_metadata(model: onnx.ModelProto, key: str, value: str) -> None:
 
 
 def write_atomic(
-    model: onnx.ModelProto, path: Path, plan: ExportPlan | None, settings: VerifySettings | None
+    model: onnx.ModelProto,
+    path: Path,
+    plan: ExportPlan | None,
+    settings: VerifySettings | None,
+    quantize: _quantize.QuantizeRequest | None = None,
 ) -> Path:
-    """Verify ``model`` (when ``settings``), write it next to ``path``, rename it over.
+    """Verify ``model`` (when ``settings``), quantize it (when ``quantize``), write it
+    next to ``path``, rename it over.
 
-    The verification summary is stored in the file's metadata. Any failure removes
-    the temporary file and leaves ``path`` as it was. The file gets the permissions
-    ``open(path, "w")`` would give it, and temporary files that killed exports left
-    in the folder are removed (see ``seqpipe._atomic``).
+    The verification summary (of the float32 graph) and the int8 graph's measured
+    error are stored in the file's metadata. Any failure removes the temporary file
+    and leaves ``path`` as it was. The file gets the permissions ``open(path, "w")``
+    would give it, and temporary files that killed exports left in the folder are
+    removed (see ``seqpipe._atomic``).
     """
     from seqpipe import runtime
 
@@ -209,12 +255,8 @@ def write_atomic(
     if not path.parent.is_dir():
         raise FileNotFoundError(f"cannot write {path}: folder {path.parent} does not exist")
     if settings is not None and plan is not None:
-        # Fatal-only logging: a graph that fails at some shape is reported in the error
-        # below, not also as onnxruntime's log lines.
-        options = ort.SessionOptions()
-        options.log_severity_level = 4
         try:
-            loaded = runtime.load(model.SerializeToString(), session_options=options)
+            loaded = _quiet_load(runtime, model.SerializeToString())
             summary = _verify.verify(plan, loaded, settings)
         except VerificationError as exc:
             raise VerificationError(
@@ -222,5 +264,26 @@ def write_atomic(
                 f"written: {exc}"
             ) from None
         _set_metadata(model, fmt.KEY_VERIFIED, json.dumps(summary))
+    if quantize is not None and plan is not None:
+        try:
+            model, report = _quantize.quantize_checked(
+                model, plan, quantize, lambda data: _quiet_load(runtime, data), str(path)
+            )
+        except QuantizationError:
+            raise  # its message names the export and the measured error already
+        except VerificationError as exc:
+            raise VerificationError(
+                f"int8 export of {plan.description} to {path} failed verification, so "
+                f"nothing was written: {exc}"
+            ) from None
+        _set_metadata(model, fmt.KEY_QUANTIZATION, json.dumps(report.metadata(quantize.tolerance)))
     # What is on disk must read back as a seqpipe model before it replaces path.
     return write_bytes_atomic(path, model.SerializeToString(), check=runtime.load)
+
+
+def _quiet_load(runtime: Any, data: bytes) -> Any:
+    """``runtime.load`` with fatal-only logging: a graph that fails at some shape is
+    reported in the exporter's error, not also as onnxruntime's log lines."""
+    options = ort.SessionOptions()
+    options.log_severity_level = 4
+    return runtime.load(data, session_options=options)
