@@ -488,7 +488,7 @@ class SequenceModelBase(BaseEstimator):
         if not first:
             self._check_partial_layout(targets)
         callbacks = [clone(callback, safe=False) for callback in self.callbacks or ()]
-        with self._all_or_nothing(in_place=True):
+        with self._all_or_nothing(in_place=True), self._torch_threads():
             if first:
                 self.n_features_in_ = X.shape[2]
                 self._shortest_fit = int(X.shape[1] if lengths is None else lengths.min())

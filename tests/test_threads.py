@@ -199,3 +199,21 @@ def test_runtime_without_usable_omp_num_threads_keeps_onnxruntime_default(model_
         with pytest.warns(RuntimeWarning, match=f"OMP_NUM_THREADS='{bad}' is not a positive"):
             model = runtime.load(model_file)
         assert _threads(model) == 0
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_partial_fit_trains_with_the_parameter_and_restores_the_caller(
+    data, caller_threads, threads
+):
+    X, y = data
+    est = LSTMRegressor(torch_num_threads=threads, callbacks=[_RecordThreads()], **TINY)
+    for _ in range(2):  # the first call builds the network, the second continues it
+        est.partial_fit(X, y)
+        assert torch.get_num_threads() == caller_threads
+    assert set(_partial_fit_threads(est, X, y)) == {threads}
+
+
+def _partial_fit_threads(est, X, y) -> list[int]:
+    seen = _record_forward(est.module_)
+    est.partial_fit(X, y)
+    return seen
