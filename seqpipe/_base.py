@@ -234,7 +234,7 @@ class SequenceModelBase(BaseEstimator):
         X, lengths = self._validate_X(X, reset=True)
         targets = self._check_targets(y, X, lengths)
         weights = self._sample_weights(sample_weight, X, targets)
-        self._check_warm_start(X, targets)
+        self._check_warm_start(X, targets, source)
         n_train = self._n_train(len(X))
         _check_weight_split(weights, n_train)
         callbacks = self._training_callbacks(validating=n_train < len(X))
@@ -278,7 +278,7 @@ class SequenceModelBase(BaseEstimator):
         ``weights``, classes, ...)."""
         raise NotImplementedError
 
-    def _check_warm_start(self, X: np.ndarray, targets: Targets) -> None:
+    def _check_warm_start(self, X: np.ndarray, targets: Targets, source: Any = None) -> None:
         """With ``warm_start``, the fitted network must fit the new data, or nothing changes."""
         if not (self.warm_start and hasattr(self, "module_")):
             return
@@ -288,6 +288,9 @@ class SequenceModelBase(BaseEstimator):
                 f"warm_start=True continues training the fitted network, which reads "
                 f"{self.n_features_in_} feature(s) per time step, but X has {X.shape[2]}{how}"
             )
+        # The same features in the same order, by name (scikit-learn's own check and
+        # message), as partial_fit and predict require.
+        check_feature_names(self, source, reset=False)
         old_classes = getattr(self, "classes_", None)
         if targets.classes is not None and old_classes is not None:
             if not np.array_equal(targets.classes, old_classes):

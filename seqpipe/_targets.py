@@ -170,7 +170,7 @@ def standardize(
         weights = None if sample_weight is None else sample_weight[:n_train]
         if weights is not None and layout.per_step:
             # One weight per (sample, valid step): the rows as_matrix returns.
-            steps = np.broadcast_to(weights[:, None], values.shape[:2])
+            steps = np.broadcast_to(weights[:, None], (n_train, values.shape[1]))
             weights = steps[train_mask] if train_mask is not None else steps.reshape(-1)
         mean, scale = feature_stats(as_matrix(values[:n_train], layout, train_mask), weights)
     else:

@@ -361,9 +361,13 @@ class LSTMClassifier(ClassifierMixin, SequenceModelBase):
             per_sample = per_class[targets.values]
             # "balanced" gives a class whose samples all weigh 0 an infinite weight;
             # those samples still weigh 0.
-            weights = (
-                per_sample if weights is None else np.where(weights > 0, weights * per_sample, 0.0)
-            )
+            if weights is not None:
+                # np.where would still compute 0 * inf (and warn): multiply only where > 0.
+                weights = np.multiply(
+                    weights, per_sample, where=weights > 0, out=np.zeros_like(weights)
+                )
+            else:
+                weights = per_sample
         if weights is not None:
             if not (np.isfinite(weights).all() and (weights >= 0).all()):
                 raise ValueError(

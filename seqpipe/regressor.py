@@ -384,8 +384,9 @@ class LSTMRegressor(RegressorMixin, SequenceModelBase):
             return float(r2_score(y.reshape(len(y), -1), y_pred, sample_weight=sample_weight))
         if y.ndim != 3:
             return super().score(X, y, sample_weight=sample_weight)
-        X3, lengths = self._validate_X(X, reset=False)
-        y_pred = self.predict(X3 if lengths is None else X)
+        _, lengths = self._validate_X(X, reset=False)  # the lengths, for the step mask
+        # The original X: a long-format frame keeps its feature names for the check.
+        y_pred = self.predict(X)
         valid = step_mask(lengths, y.shape[0], y.shape[1])
         weights = None
         if sample_weight is not None:

@@ -229,3 +229,23 @@ def test_other_multiindex_layouts_are_refused(data, case):
             with pytest.raises(ValueError, match=match) as info:
                 call()
         assert re.search(LAYOUT, str(info.value)), (where, str(info.value))
+
+
+def test_warm_start_refuses_reordered_columns_and_keeps_the_model(data):
+    X, y = data
+    frame = long_frame(X)
+    model = LSTMRegressor(hidden_size=4, epochs=1, warm_start=True, random_state=0).fit(frame, y)
+    before = model.predict(frame)
+    with pytest.raises(ValueError, match="same order"):
+        model.fit(frame[FEATURES[::-1]], y)
+    assert list(model.feature_names_in_) == FEATURES
+    assert_allclose(model.predict(frame), before)
+
+
+def test_score_with_per_step_targets_on_a_long_frame_does_not_warn(data):
+    X, _ = data
+    frame, y = long_frame(X), X[:, :, :1]
+    model = LSTMRegressor(hidden_size=4, epochs=1, random_state=0).fit(frame, y)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        assert np.isfinite(model.score(frame, y))

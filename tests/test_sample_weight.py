@@ -8,6 +8,8 @@ way. What is left is float32 summation order, hence the 1e-5 tolerances.
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 import sklearn
@@ -225,3 +227,33 @@ def test_partial_fit_refuses_class_weight_rather_than_ignoring_it(data):
     with pytest.raises(ValueError, match="class_weight='balanced' applies to fit only"):
         clf.partial_fit(X, labels, classes=[0, 1])
     assert not hasattr(clf, "module_")
+
+
+@pytest.mark.parametrize("cls", [LSTMRegressor, LSTMTransformer])
+def test_weights_with_per_step_targets_and_a_validation_split(cls):
+    # The target statistics use the training rows' weights only (a shape bug once).
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(10, 5, 1)), rng.normal(size=(10, 5, 1))
+    X[0, 3:] = np.nan  # ragged too
+    params = {"hidden_size": 4, "epochs": 1, "validation_fraction": 0.2, "random_state": 0}
+    if cls is LSTMTransformer:
+        params["task"] = "regression"
+    weights = np.arange(1.0, 11.0)
+    model = cls(**params).fit(X, y, sample_weight=weights)
+    assert np.isfinite(model.history_[-1]["valid_loss"])
+    if cls is LSTMRegressor:  # the transformer keeps no target statistics
+        steps = np.isfinite(X[:8, :, 0])
+        per_step = np.broadcast_to(weights[:8, None], (8, 5))[steps]
+        expected = np.average(y[:8, :, 0][steps], weights=per_step)
+        assert model.y_mean_[0] == pytest.approx(expected)
+
+
+def test_balanced_class_weight_with_a_zero_weight_class_does_not_warn():
+    y = np.array(list("aabbccaabbcc"))
+    X = np.random.default_rng(0).normal(size=(12, 4, 1))
+    weights = np.where(y == "c", 0.0, 1.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        LSTMClassifier(hidden_size=4, epochs=1, class_weight="balanced").fit(
+            X, y, sample_weight=weights
+        )
