@@ -466,7 +466,9 @@ class SequenceModelBase(BaseEstimator):
         self.n_epochs_ = len(self.history_)
 
     # --- incremental fitting (partial_fit) -------------------------------------------
-    def _partial_fit_sequences(self, X: Any, y: Any, classes: Any = None) -> SequenceModelBase:
+    def _partial_fit_sequences(
+        self, X: Any, y: Any, classes: Any = None, sample_weight: Any = None
+    ) -> SequenceModelBase:
         """The ``partial_fit`` of every estimator: one epoch over ``X``, all or nothing.
 
         The first call (on an unfitted estimator) does what ``fit`` does before
@@ -488,6 +490,10 @@ class SequenceModelBase(BaseEstimator):
         source = X
         X, lengths = self._validate_X(X, reset=first)
         targets = self._check_partial_targets(y, X, lengths, classes)
+        # The plain sample weights (class_weight is refused by the classifier's
+        # partial_fit: "balanced" would be per chunk).
+        weights = SequenceModelBase._sample_weights(self, sample_weight, X, targets)
+        _check_weight_split(weights, len(X))
         if not first:
             self._check_partial_layout(targets)
         callbacks = [clone(callback, safe=False) for callback in self.callbacks or ()]
@@ -496,12 +502,14 @@ class SequenceModelBase(BaseEstimator):
                 self.n_features_in_ = X.shape[2]
                 self._shortest_fit = int(X.shape[1] if lengths is None else lengths.min())
                 check_feature_names(self, source, reset=True)
-                inputs = self._fit_input_scaling(X, len(X))
-                y_train = self._training_targets(targets, X, inputs, len(X), None)
+                inputs = self._fit_input_scaling(X, len(X), weights)
+                y_train = self._training_targets(targets, X, inputs, len(X), weights)
             else:
                 inputs = self._standardized(self._locally_scaled(X))
                 y_train = self._scaled_targets(targets, X, inputs)
-            self._partial_fit_epoch(inputs, lengths, y_train, targets, callbacks, first=first)
+            self._partial_fit_epoch(
+                inputs, lengths, y_train, targets, callbacks, first=first, weights=weights
+            )
         return self
 
     def _check_partial_targets(
@@ -534,6 +542,7 @@ class SequenceModelBase(BaseEstimator):
         callbacks: list[Callback],
         *,
         first: bool,
+        weights: np.ndarray | None = None,
     ) -> None:
         """Build the network on the first call, then train one epoch at ``lr_``."""
         if first:
@@ -547,7 +556,9 @@ class SequenceModelBase(BaseEstimator):
             y.to(self.device_),
             self._lengths_tensor(lengths),
             None if targets.mask is None else torch.from_numpy(targets.mask).to(self.device_),
+            _weight_tensor(weights, self.device_),
         )
+        data = _weighted_rows(data, 0, len(data), weights, self.device_)
         devices = [self.device_.index or 0] if self.device_.type == "cuda" else []
         with torch.random.fork_rng(devices=devices):
             self.lr_ = self._resolve_lr()

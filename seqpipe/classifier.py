@@ -289,7 +289,9 @@ class LSTMClassifier(ClassifierMixin, SequenceModelBase):
         """
         return self._fit_sequences(X, y, sample_weight)
 
-    def partial_fit(self, X: Any, y: Any, classes: Any = None) -> LSTMClassifier:
+    def partial_fit(
+        self, X: Any, y: Any, classes: Any = None, sample_weight: Any = None
+    ) -> LSTMClassifier:
         """Train one epoch on ``X`` and ``y``, continuing the fitted network.
 
         For data that arrives in chunks or does not fit in memory (dask-ml's
@@ -319,6 +321,9 @@ class LSTMClassifier(ClassifierMixin, SequenceModelBase):
         classes : array-like of shape (n_classes,) or None, default=None
             Every label of the whole data set (e.g. ``np.unique(y_all)``). Required
             on the first call; later calls may omit it or must pass the same.
+        sample_weight : array-like of shape (n_samples,), optional
+            Weights of this chunk's samples, as in ``fit``. ``class_weight`` is for
+            ``fit`` only (per chunk, "balanced" would change from call to call).
 
         Returns
         -------
@@ -340,7 +345,7 @@ class LSTMClassifier(ClassifierMixin, SequenceModelBase):
                 "not weight classes (set class_weight=None for partial_fit; the fitted "
                 "model is unchanged)"
             )
-        return self._partial_fit_sequences(X, y, classes)
+        return self._partial_fit_sequences(X, y, classes, sample_weight)
 
     def _check_targets(self, y: Any, X: np.ndarray, lengths: np.ndarray | None) -> Targets:
         return class_targets(y, X, "LSTMClassifier")

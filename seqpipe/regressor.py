@@ -265,7 +265,7 @@ class LSTMRegressor(RegressorMixin, SequenceModelBase):
         """
         return self._fit_sequences(X, y, sample_weight)
 
-    def partial_fit(self, X: Any, y: Any) -> LSTMRegressor:
+    def partial_fit(self, X: Any, y: Any, sample_weight: Any = None) -> LSTMRegressor:
         """Train one epoch on ``X`` and ``y``, continuing the fitted network.
 
         For data that arrives in chunks or does not fit in memory (dask-ml's
@@ -291,6 +291,9 @@ class LSTMRegressor(RegressorMixin, SequenceModelBase):
             ``n_features`` as the first.
         y : array-like of shape (n_samples,), (n_samples, k) or (n_samples, n_timesteps, k)
             Targets of the same layout on every call.
+        sample_weight : array-like of shape (n_samples,), optional
+            Weights of this chunk's samples, as in ``fit`` (the first call's scaling
+            statistics are weighted by them).
 
         Returns
         -------
@@ -304,7 +307,7 @@ class LSTMRegressor(RegressorMixin, SequenceModelBase):
             later chunk has another feature count or target layout than the fitted
             network; the fitted model is then unchanged.
         """
-        return self._partial_fit_sequences(X, y)
+        return self._partial_fit_sequences(X, y, sample_weight=sample_weight)
 
     def _check_targets(self, y: Any, X: np.ndarray, lengths: np.ndarray | None) -> Targets:
         if self.head == "seq2seq":

@@ -233,3 +233,25 @@ def test_a_call_that_fails_during_training_restores_the_network(rng):
     _assert_unchanged(model, before)
     model.set_params(callbacks=None).partial_fit(X, y)
     assert model.n_epochs_ == 2
+
+
+@pytest.mark.parametrize("cls", ["regressor", "classifier"])
+def test_sample_weight_zero_drops_and_two_duplicates_in_one_call(cls):
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(12, 6, 2))
+    if cls == "regressor":
+        y, make, extra = X[:, -1, 0], LSTMRegressor, {}
+    else:
+        y, make, extra = (X[:, -1, 0] > 0).astype(int), LSTMClassifier, {"classes": [0, 1]}
+    params = {"hidden_size": 4, "batch_size": 64, "shuffle": False, "random_state": 0}
+    weights = np.ones(12)
+    weights[[2, 5]] = 0.0
+    weights[7] = 2.0
+    weighted = make(**params).partial_fit(X, y, sample_weight=weights, **extra)
+    rows = [i for i in range(12) if weights[i] > 0] + [7]
+    rows.sort()
+    explicit = make(**params).partial_fit(X[rows], y[rows], **extra)
+    out = "predict" if cls == "regressor" else "predict_proba"
+    np.testing.assert_allclose(
+        getattr(weighted, out)(X), getattr(explicit, out)(X), rtol=1e-5, atol=1e-6
+    )
