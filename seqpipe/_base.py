@@ -393,6 +393,24 @@ class SequenceModelBase(BaseEstimator):
             f"before this fit. Try {', '.join(advice[:-1])}, or {advice[-1]}"
         )
 
+    def _tensor_data(
+        self,
+        inputs: np.ndarray,
+        lengths: np.ndarray | None,
+        y: torch.Tensor,
+        targets: Targets,
+        weights: np.ndarray | None,
+    ) -> TensorData:
+        """Everything the training loop reads, on ``device_``."""
+        mask = targets.mask
+        return TensorData(
+            torch.from_numpy(inputs).to(self.device_),
+            y.to(self.device_),
+            self._lengths_tensor(lengths),
+            None if mask is None else torch.from_numpy(mask).to(self.device_),
+            _weight_tensor(weights, self.device_),
+        )
+
     def _fit_network(
         self,
         inputs: np.ndarray,
@@ -408,13 +426,7 @@ class SequenceModelBase(BaseEstimator):
         layout = targets.layout
         self.device_ = resolve_device(self.device)
         seed = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
-        data = TensorData(
-            torch.from_numpy(inputs).to(self.device_),
-            y.to(self.device_),
-            self._lengths_tensor(lengths),
-            None if targets.mask is None else torch.from_numpy(targets.mask).to(self.device_),
-            _weight_tensor(weights, self.device_),
-        )
+        data = self._tensor_data(inputs, lengths, y, targets, weights)
         n = len(data)
         train = _weighted_rows(data, 0, n_train, weights, self.device_)
         valid = _weighted_rows(data, n_train, n, weights, self.device_) if n_train < n else None
@@ -551,13 +563,7 @@ class SequenceModelBase(BaseEstimator):
         n_done = len(self.history_) if not first else 0
         # Another shuffling order (and dropout mask) per call, still reproducible.
         epoch_seed = int(np.random.SeedSequence([seed, n_done]).generate_state(1)[0])
-        data = TensorData(
-            torch.from_numpy(inputs).to(self.device_),
-            y.to(self.device_),
-            self._lengths_tensor(lengths),
-            None if targets.mask is None else torch.from_numpy(targets.mask).to(self.device_),
-            _weight_tensor(weights, self.device_),
-        )
+        data = self._tensor_data(inputs, lengths, y, targets, weights)
         data = _weighted_rows(data, 0, len(data), weights, self.device_)
         devices = [self.device_.index or 0] if self.device_.type == "cuda" else []
         with torch.random.fork_rng(devices=devices):

@@ -100,21 +100,17 @@ def _convert(X: Any, n_features: int, shortest_fit: int | None) -> np.ndarray:
             # validator would run this very check on this very array.
             check_padding(cast)
             return cast
-    X = validate_sequences(
-        X, dtype=np.float32, n_features=n_features, shortest_fit=shortest_fit
-    ).data
-    if X.shape[2] != n_features:
-        raise ValueError(
-            f"X has {X.shape[2]} features per time step, but this model expects {n_features}"
-        )
-    return np.ascontiguousarray(X)
+    return _validated(X, n_features, shortest_fit, np.float32)
 
 
 def _convert_float64(X: Any, n_features: int, shortest_fit: int | None) -> np.ndarray:
     """The slow path for float64 models: nothing can overflow, so only the validator."""
-    X = validate_sequences(
-        X, dtype=np.float64, n_features=n_features, shortest_fit=shortest_fit
-    ).data
+    return _validated(X, n_features, shortest_fit, np.float64)
+
+
+def _validated(X: Any, n_features: int, shortest_fit: int | None, dtype: type) -> np.ndarray:
+    """The shared validator's ``X`` in ``dtype``, of the model's width."""
+    X = validate_sequences(X, dtype=dtype, n_features=n_features, shortest_fit=shortest_fit).data
     if X.shape[2] != n_features:
         raise ValueError(
             f"X has {X.shape[2]} features per time step, but this model expects {n_features}"

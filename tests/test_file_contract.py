@@ -17,7 +17,6 @@ from datetime import timedelta
 import numpy as np
 import onnx
 import pytest
-import torch
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
@@ -30,14 +29,6 @@ FAST = {"hidden_size": 3, "epochs": 1, "random_state": 0}
 QUICK = {"verify_batch_sizes": (1,), "verify_lengths": (2,)}
 #: Python memory a load may take (the crafted classes dtype of issue 12 took 1.6 GB).
 MEMORY_BOUND = 40 * 1024 * 1024
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny models: 2 OpenMP threads only fight each other
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

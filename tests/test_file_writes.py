@@ -16,7 +16,6 @@ import time
 
 import numpy as np
 import pytest
-import torch
 from sklearn.pipeline import make_pipeline
 
 from seqpipe import LSTMRegressor, _atomic, runtime
@@ -26,14 +25,6 @@ from seqpipe.preprocessing import SequenceScaler
 
 FAST = {"hidden_size": 2, "epochs": 1, "random_state": 0}
 POSIX = pytest.mark.skipif(os.name != "posix", reason="umask, fork and SIGKILL are POSIX")
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny models: 2 OpenMP threads only fight each other
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

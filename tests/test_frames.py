@@ -14,7 +14,6 @@ import warnings
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 from numpy.testing import assert_allclose
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import MinMaxScaler
@@ -26,14 +25,6 @@ from seqpipe.preprocessing import FeatureWiseTransformer, SequenceScaler
 FAST = {"hidden_size": 4, "epochs": 2, "batch_size": 8, "random_state": 0}
 FEATURES = ["temperature", "pressure"]
 LAYOUT = re.escape("two-level row MultiIndex (instance, time) and one flat column per feature")
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny models: more threads only fight each other
-    yield
-    torch.set_num_threads(threads)
 
 
 def long_frame(sequences, labels=None, columns=FEATURES) -> pd.DataFrame:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 from numpy.testing import assert_allclose
 from sklearn import config_context
 from sklearn.base import clone
@@ -26,14 +25,6 @@ from seqpipe.preprocessing import FeatureWiseTransformer, SequenceScaler
 FAST = {"hidden_size": 3, "epochs": 2, "random_state": 0}
 NAMES = ["lstmtransformer0", "lstmtransformer1", "lstmtransformer2"]
 PREPROCESSORS = [SequenceScaler(), FeatureWiseTransformer(MinMaxScaler())]
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny models: more threads only fight each other
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,6 @@ import warnings
 import numpy as np
 import onnx
 import pytest
-import torch
 from sklearn.pipeline import make_pipeline
 
 from seqpipe import LSTMClassifier, LSTMRegressor, SingleWindowWarning, runtime
@@ -20,14 +19,6 @@ from seqpipe.preprocessing import SequenceScaler
 
 FAST = {"hidden_size": 3, "epochs": 1, "random_state": 0}
 QUICK = {"verify_batch_sizes": (1,), "verify_lengths": (2,)}
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny models: 2 OpenMP threads only fight each other
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
