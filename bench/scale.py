@@ -21,10 +21,23 @@ Two measurements, each with its contenders in one run:
    interleaved rounds, the fastest of each kept. Sequences per second, CPU seconds
    (this process; for Dask also the workers') and the load average are printed;
    the results must be equal bit for bit.
+3. **Training memory.** Peak resident memory of ``fit`` (one epoch) and ``predict``
+   above what the process held just before, on the windows of a ``--points``-step
+   series (lookback ``--lookback``; the windows are views into the series, see
+   :func:`seqpipe.preprocessing.make_windows`), each in a fresh process (peak reset
+   through ``/proc/self/clear_refs``, read as ``VmHWM``). Contenders: seqpipe as it
+   is (chunked checks and scaling, inputs computed per batch) and, in the same run,
+   with the chunking turned off (``CHUNK_BYTES`` and ``IN_MEMORY_BYTES`` raised past
+   the data: everything converted and scaled as whole arrays, as before); with
+   ``--baseline-src DIR`` also another seqpipe checkout (e.g. the commit before the
+   change, from ``git worktree add``). Then ``--big-points`` (20,000,000) trained
+   for one epoch, chunked only. Linux only.
 
 Run ``python bench/scale.py`` (N = 1,000,000: 2.4 minutes for the scoring part
 alone, start-up included, on a busy 2-core VM; the search part took 1.5 minutes),
-``--n 200000`` for a shorter run, ``--only search`` or ``--only scoring``.
+``--n 200000`` for a shorter run, ``--only search``, ``--only scoring`` or
+``--only memory`` (about 2 minutes, plus 4-5 minutes for the 20,000,000-point
+epoch; ``--big-points 0`` skips it).
 Wall times on a shared machine are only comparable within one run; with a load
 average above the core count, read the CPU seconds.
 """
@@ -32,9 +45,12 @@ average above the core count, read the CPU seconds.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import resource
+import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -188,14 +204,116 @@ def bench_scoring(client: Any, n: int, chunk: int, rounds: int, folder: str) -> 
     print(f"results identical: {'yes' if same else 'NO'}; {load()}")
 
 
+# --- 3. training memory -----------------------------------------------------------
+
+#: Runs in a fresh process: fit one epoch, then predict, on the windows of a series,
+#: printing the peak resident memory of each above the memory held just before.
+MEMORY_CHILD = r"""
+import gc, json, sys, time
+import numpy as np, torch
+torch.set_num_threads(1)
+from seqpipe import LSTMRegressor
+from seqpipe.preprocessing import make_windows
+points, lookback, mode, batch = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], int(sys.argv[4])
+if mode == "in-memory":
+    from seqpipe import _chunks, _training
+    _chunks.CHUNK_BYTES = _training.IN_MEMORY_BYTES = 2**62
+
+def kib(key):
+    with open("/proc/self/status") as status:
+        return next(int(l.split()[1]) for l in status if l.startswith(key + ":"))
+
+def measured(run):
+    gc.collect()
+    before = kib("VmRSS")
+    with open("/proc/self/clear_refs", "w") as refs:
+        refs.write("5")  # resets VmHWM to the current resident size
+    started = time.perf_counter()
+    out = run()
+    return out, (kib("VmHWM") - before) / 1024, time.perf_counter() - started
+
+rng = np.random.default_rng(0)
+t = np.arange(points)
+series = 100 + 10 * np.sin(t / 24) + np.cumsum(rng.normal(0, 0.1, points))
+X, y = make_windows(series, lookback)
+model = LSTMRegressor(hidden_size=8, epochs=1, batch_size=batch, random_state=0)
+model.fit(X[:256], y[:256]).predict(X[:256])  # first-use imports and allocations
+_, fit_mib, fit_s = measured(lambda: model.fit(X, y))
+pred, predict_mib, predict_s = measured(lambda: model.predict(X))
+print(json.dumps({"series_mib": series.nbytes / 2**20, "fit_mib": fit_mib, "fit_s": fit_s,
+                  "predict_mib": predict_mib, "predict_s": predict_s,
+                  "loss": model.history_[-1]["train_loss"], "pred_sum": float(pred.sum())}))
+"""
+
+
+def memory_run(points: int, lookback: int, mode: str, batch: int, src: str | None) -> dict:
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    if src is not None:
+        env["PYTHONPATH"] = src
+    args = [sys.executable, "-c", MEMORY_CHILD, str(points), str(lookback), mode, str(batch)]
+    done = subprocess.run(args, env=env, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"memory run {mode} failed:\n{done.stderr[-2000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def bench_memory(points: int, lookback: int, big_points: int, baseline_src: str | None) -> None:
+    windows = (points - lookback) * lookback * 8 / 2**20
+    print(
+        f"\n3. Training memory: {points:,}-step float64 series "
+        f"({points * 8 / 2**20:.0f} MiB), lookback {lookback}: its windows would be "
+        f"{windows:,.0f} MiB as float64, {windows / 2:,.0f} MiB as float32. "
+        "LSTMRegressor(hidden_size=8, epochs=1, batch_size=1024), one torch thread."
+    )
+    contenders = [("seqpipe (chunked)", "chunked", None), ("chunking off", "in-memory", None)]
+    if baseline_src:
+        contenders.append((f"seqpipe at {baseline_src}", "chunked", baseline_src))
+    print(
+        f"{'contender':<34}{'fit peak MiB':>13}{'fit s':>8}{'predict peak MiB':>18}"
+        f"{'predict s':>11}  {'load average':<14}"
+    )
+    results = {}
+    for name, mode, src in contenders:
+        r = results[name] = memory_run(points, lookback, mode, 1024, src)
+        print(
+            f"{name:<34}{r['fit_mib']:>13,.0f}{r['fit_s']:>8.1f}{r['predict_mib']:>18,.0f}"
+            f"{r['predict_s']:>11.1f}  {load()}"
+        )
+    first, second = results["seqpipe (chunked)"], results["chunking off"]
+    print(
+        f"target: fit peak <= series + 100 MiB = {first['series_mib'] + 100:.0f} MiB: "
+        f"{'met' if first['fit_mib'] <= first['series_mib'] + 100 else 'NOT met'}; final "
+        f"training loss chunked {first['loss']:.6f} vs whole arrays {second['loss']:.6f} "
+        "(the scaling statistics are summed in another order, nothing else differs)"
+    )
+    if big_points:
+        r = memory_run(big_points, lookback, "chunked", 4096, None)
+        print(
+            f"{big_points:,} steps ({r['series_mib']:,.0f} MiB series; windows "
+            f"{(big_points - lookback) * lookback * 8 / 2**30:,.1f} GiB as float64), one "
+            f"epoch at batch 4096: fit peak {r['fit_mib']:,.0f} MiB in {r['fit_s']:.0f} s, "
+            f"predict peak {r['predict_mib']:,.0f} MiB in {r['predict_s']:.0f} s; {load()}"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--n", type=int, default=1_000_000, help="sequences to score")
     parser.add_argument("--chunk", type=int, default=50_000, help="sequences per block")
     parser.add_argument("--workers", type=int, default=2, help="Dask worker processes")
     parser.add_argument("--rounds", type=int, default=2, help="scoring rounds (minimum kept)")
-    parser.add_argument("--only", choices=["search", "scoring"], help="run one part")
+    parser.add_argument("--only", choices=["search", "scoring", "memory"], help="run one part")
+    parser.add_argument("--points", type=int, default=1_000_000, help="memory: series length")
+    parser.add_argument("--lookback", type=int, default=64, help="memory: window length")
+    parser.add_argument(
+        "--big-points", type=int, default=20_000_000, help="memory: long series (0: skip)"
+    )
+    parser.add_argument("--baseline-src", help="memory: another seqpipe checkout to compare")
     args = parser.parse_args()
+    if args.only == "memory":
+        print(f"torch {torch.__version__}, {os.cpu_count()} cores, {load()}")
+        bench_memory(args.points, args.lookback, args.big_points, args.baseline_src)
+        return
 
     import distributed
 
@@ -215,6 +333,8 @@ def main() -> None:
     finally:
         client.close()
         cluster.close()
+    if args.only is None:
+        bench_memory(args.points, args.lookback, args.big_points, args.baseline_src)
 
 
 def _start(distributed: Any, workers: int) -> tuple[Any, Any]:

@@ -34,7 +34,9 @@ from seqpipe._scaling import feature_stats
 from seqpipe._sequences import check_feature_names, check_sequences
 from seqpipe._targets import TargetLayout, Targets
 from seqpipe._training import (
+    IN_MEMORY_BYTES,
     LR_SCHEDULES,
+    LazyInputs,
     LoopSettings,
     TensorData,
     cross_entropy_loss,
@@ -141,10 +143,14 @@ class SequenceModelBase(BaseEstimator):
         if not reset:
             check_is_fitted(self)
         source = X
+        # in_chunks: a large float array (windows from make_windows are views) is
+        # checked chunk by chunk and read a chunk or a batch at a time from then on,
+        # never copied whole (O(n) memory for fit and predict).
         X, lengths = check_sequences(
             X,
             n_features=None if reset else self.n_features_in_,
             shortest_fit=None if reset else getattr(self, "_shortest_fit", None),
+            in_chunks=True,
         )
         if not reset:
             check_feature_names(self, source, reset=False)
@@ -166,22 +172,29 @@ class SequenceModelBase(BaseEstimator):
         np.nan_to_num(scaled, copy=False, nan=0.0)
         return np.ascontiguousarray(scaled, dtype=np.float32)
 
+    def _network_input(self, X: np.ndarray) -> np.ndarray:
+        """Rows of validated ``X`` as the network reads them (float32, padding 0),
+        row by row, so any chunk or batch of rows gives what all of them would."""
+        return self._standardized(self._locally_scaled(X))
+
+    def _network_inputs(self, X: np.ndarray) -> LazyInputs:
+        """The network's inputs for ``X``, computed when read (scaling is fitted)."""
+        return LazyInputs(X, self._network_input)
+
     def _fit_input_scaling(
         self, X: np.ndarray, n_train: int, weights: np.ndarray | None = None
-    ) -> np.ndarray:
+    ) -> LazyInputs:
         """Learn ``x_mean_``/``x_scale_`` on the training rows (weighted by
         ``weights``, see :func:`feature_stats`); the network's inputs."""
-        # The global statistics describe what the network sees: locally scaled windows.
-        X = self._locally_scaled(X)
         if self.scale_X:
             train_weights = None if weights is None else weights[:n_train]
-            self.x_mean_, self.x_scale_ = feature_stats(X[:n_train], train_weights)
+            # The global statistics describe what the network sees: locally scaled
+            # windows, scaled chunk by chunk inside feature_stats.
+            local = self._locally_scaled if self.local_scaling else None
+            self.x_mean_, self.x_scale_ = feature_stats(X[:n_train], train_weights, local)
         else:
             self.x_mean_, self.x_scale_ = np.zeros(X.shape[2]), np.ones(X.shape[2])
-        return self._standardized(X)
-
-    def _input_tensor(self, X: np.ndarray) -> torch.Tensor:
-        return torch.from_numpy(self._standardized(self._locally_scaled(X))).to(self.device_)
+        return self._network_inputs(X)
 
     @staticmethod
     def _lengths_tensor(lengths: np.ndarray | None) -> torch.Tensor | None:
@@ -269,7 +282,7 @@ class SequenceModelBase(BaseEstimator):
         self,
         targets: Targets,
         X: np.ndarray,
-        inputs: np.ndarray,
+        inputs: LazyInputs,
         n_train: int,
         weights: np.ndarray | None,
     ) -> torch.Tensor:
@@ -395,16 +408,18 @@ class SequenceModelBase(BaseEstimator):
 
     def _tensor_data(
         self,
-        inputs: np.ndarray,
+        inputs: LazyInputs,
         lengths: np.ndarray | None,
         y: torch.Tensor,
         targets: Targets,
         weights: np.ndarray | None,
     ) -> TensorData:
-        """Everything the training loop reads, on ``device_``."""
+        """Everything the training loop reads, on ``device_``; inputs larger than
+        ``IN_MEMORY_BYTES`` are computed batch by batch, never copied whole."""
         mask = targets.mask
+        inputs = inputs.to(self.device_)
         return TensorData(
-            torch.from_numpy(inputs).to(self.device_),
+            inputs.tensor() if inputs.nbytes <= IN_MEMORY_BYTES else inputs,
             y.to(self.device_),
             self._lengths_tensor(lengths),
             None if mask is None else torch.from_numpy(mask).to(self.device_),
@@ -413,7 +428,7 @@ class SequenceModelBase(BaseEstimator):
 
     def _fit_network(
         self,
-        inputs: np.ndarray,
+        inputs: LazyInputs,
         lengths: np.ndarray | None,
         y: torch.Tensor,
         targets: Targets,
@@ -517,7 +532,7 @@ class SequenceModelBase(BaseEstimator):
                 inputs = self._fit_input_scaling(X, len(X), weights)
                 y_train = self._training_targets(targets, X, inputs, len(X), weights)
             else:
-                inputs = self._standardized(self._locally_scaled(X))
+                inputs = self._network_inputs(X)
                 y_train = self._scaled_targets(targets, X, inputs)
             self._partial_fit_epoch(
                 inputs, lengths, y_train, targets, callbacks, first=first, weights=weights
@@ -530,7 +545,7 @@ class SequenceModelBase(BaseEstimator):
         """``y`` of one ``partial_fit`` call; the classifier overrides it for ``classes``."""
         return self._check_targets(y, X, lengths)
 
-    def _scaled_targets(self, targets: Targets, X: np.ndarray, inputs: np.ndarray) -> torch.Tensor:
+    def _scaled_targets(self, targets: Targets, X: np.ndarray, inputs: LazyInputs) -> torch.Tensor:
         """The loss's targets of a later ``partial_fit`` call, scaled by the stored
         statistics (the first call's); stores nothing."""
         raise NotImplementedError
@@ -547,7 +562,7 @@ class SequenceModelBase(BaseEstimator):
 
     def _partial_fit_epoch(
         self,
-        inputs: np.ndarray,
+        inputs: LazyInputs,
         lengths: np.ndarray | None,
         y: torch.Tensor,
         targets: Targets,
@@ -612,15 +627,16 @@ class SequenceModelBase(BaseEstimator):
     ) -> np.ndarray:
         module = self.module_
         module.eval()
-        inputs = self._input_tensor(X)
         lengths_t = self._lengths_tensor(lengths)
         run = module.encode if encode else module
         outputs = []
         with torch.inference_mode(), self._torch_threads():
-            for start in range(0, inputs.shape[0], PREDICT_BATCH):
+            # The inputs of one chunk at a time: memory is X plus a chunk.
+            for start in range(0, len(X), PREDICT_BATCH):
                 stop = start + PREDICT_BATCH
+                chunk = torch.from_numpy(self._network_input(X[start:stop])).to(self.device_)
                 chunk_lengths = None if lengths_t is None else lengths_t[start:stop]
-                outputs.append(run(inputs[start:stop], chunk_lengths))
+                outputs.append(run(chunk, chunk_lengths))
         out = outputs[0] if len(outputs) == 1 else torch.cat(outputs)
         return out.cpu().numpy()
 

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from seqpipe._chunks import row_slices
+
 #: The values of the estimators' ``local_scaling`` parameter.
 LOCAL_SCALINGS = ("standard",)
 
@@ -35,6 +37,15 @@ def window_stats(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     >>> center.ravel().tolist(), scale.ravel().tolist()
     ([2.0, 5.0], [1.0, 5.0])
     """
+    X = np.asarray(X)
+    # Chunks of whole sequences: the same numbers, one chunk's float64 temporaries.
+    parts = [_window_stats(X[rows]) for rows in row_slices(len(X), X[0].size if len(X) else 1)]
+    if len(parts) == 1:
+        return parts[0]
+    return np.concatenate([c for c, _ in parts]), np.concatenate([s for _, s in parts])
+
+
+def _window_stats(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     X = np.asarray(X, dtype=np.float64)
     valid = ~np.isnan(X)
     counts = valid.sum(axis=1)

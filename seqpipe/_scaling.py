@@ -7,11 +7,17 @@ float32: a series at 1e7 with unit spread keeps its precision.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
+
+from seqpipe._chunks import row_slices
 
 
 def feature_stats(
-    X: np.ndarray, sample_weight: np.ndarray | None = None
+    X: np.ndarray,
+    sample_weight: np.ndarray | None = None,
+    transform: Callable[[np.ndarray], np.ndarray] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Per-feature mean and scale over samples (and steps), ignoring NaN padding.
 
@@ -24,6 +30,10 @@ def feature_stats(
         weighted mean and weighted population standard deviation, so a weight of 2
         gives the statistics of a duplicated sample and a weight of 0 those of the
         data without it.
+    transform : callable or None, default=None
+        Applied to each chunk of samples before it is counted (the estimators'
+        window-local scaling), so the statistics describe the transformed data
+        without a transformed copy of all of it.
 
     Returns
     -------
@@ -38,6 +48,15 @@ def feature_stats(
     >>> mean.tolist(), scale.round(6).tolist()
     ([10000000.0], [0.816497])
     """
+    chunks = row_slices(len(X), X[0].size if len(X) else 1)
+    if len(chunks) == 1:
+        return _one_pass(X if transform is None else transform(X), sample_weight)
+    return _two_passes(X, sample_weight, transform, chunks)
+
+
+def _one_pass(
+    X: np.ndarray, sample_weight: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray]:
     flat = X.reshape(-1, X.shape[-1]).astype(np.float64)
     keep = ~np.isnan(flat).all(axis=1)
     if sample_weight is None:
@@ -51,5 +70,43 @@ def feature_stats(
         flat, weights = flat[keep], weights[keep]
         mean = np.average(flat, axis=0, weights=weights)
         scale = np.sqrt(np.average(np.square(flat - mean), axis=0, weights=weights))
+    return mean, _nonzero(scale, mean)
+
+
+def _two_passes(
+    X: np.ndarray,
+    sample_weight: np.ndarray | None,
+    transform: Callable[[np.ndarray], np.ndarray] | None,
+    chunks: list[slice],
+) -> tuple[np.ndarray, np.ndarray]:
+    """The weighted mean, then the weighted mean square deviation from it, summed
+    chunk by chunk (two passes: as accurate as the one-pass formula, unlike
+    accumulating sums of squares)."""
+    weights = None if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
+
+    def rows(chunk: slice) -> tuple[np.ndarray, np.ndarray]:
+        part = X[chunk] if transform is None else transform(X[chunk])
+        flat = part.reshape(-1, part.shape[-1]).astype(np.float64, copy=False)
+        steps = len(flat) // len(part)
+        w = np.ones(len(flat)) if weights is None else np.repeat(weights[chunk], steps)
+        keep = ~np.isnan(flat).all(axis=1) & (w > 0)
+        return flat[keep], w[keep]
+
+    total = np.zeros(X.shape[-1])
+    weight = 0.0
+    for chunk in chunks:
+        flat, w = rows(chunk)
+        total += w @ flat
+        weight += w.sum()
+    mean = total / weight
+    squares = np.zeros(X.shape[-1])
+    for chunk in chunks:
+        flat, w = rows(chunk)
+        squares += w @ np.square(flat - mean)
+    return mean, _nonzero(np.sqrt(squares / weight), mean)
+
+
+def _nonzero(scale: np.ndarray, mean: np.ndarray) -> np.ndarray:
+    """``scale`` with 1 where it is zero relative to the mean's magnitude."""
     scale[scale < 10 * np.finfo(np.float64).eps * np.maximum(np.abs(mean), 1)] = 1.0
-    return mean, scale
+    return scale

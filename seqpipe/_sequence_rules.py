@@ -32,6 +32,7 @@ from typing import Any
 
 import numpy as np
 
+from seqpipe._chunks import row_slices
 from seqpipe._frames import read_long_frame
 
 __all__ = [
@@ -100,6 +101,7 @@ def validate_sequences(
     copy: bool = False,
     writeable: bool = False,
     shortest_fit: int | None = None,
+    in_chunks: bool = False,
 ) -> SequenceBatch:
     """Check ``X`` against the sequence data rule and convert it to a float batch.
 
@@ -130,6 +132,13 @@ def validate_sequences(
         above 1, a 2-D ``X`` of shape ``(n, 1)`` with ``n > 1`` (``n`` one-step
         sequences, most likely one window of ``n`` steps passed alone) gets a
         :class:`SingleWindowWarning` naming the fix, ``X[None]``.
+    in_chunks : bool, default=False
+        For a float32 or float64 array larger than one chunk
+        (:data:`seqpipe._chunks.CHUNK_BYTES`): check it one chunk of sequences
+        at a time and give it back as it is (its own float dtype, a view
+        when ``X`` is one), never a converted copy. The caller converts what
+        it reads, chunk by chunk (the estimators' O(n) memory). Ignored with
+        ``copy`` or ``writeable``.
 
     Returns
     -------
@@ -194,6 +203,13 @@ def validate_sequences(
     if one_feature and shape[1] == 1 and shape[0] > 1 and (shortest_fit or 0) > 1:
         _warn_outside_seqpipe(_one_step_sequences(shape, shortest_fit))
     source = source[:, :, None] if one_feature else source
+    if (
+        in_chunks
+        and not (copy or writeable)
+        and source.dtype in (np.float32, np.float64)
+        and len(row_slices(shape[0], source[0].size)) > 1
+    ):
+        return SequenceBatch(source, _check_in_chunks(source, dtype), one_feature)
     if _narrows(source, dtype):
         with np.errstate(over="ignore", invalid="ignore"):
             data, narrowed_from = _cast(source, dtype, copy, writeable)
@@ -202,7 +218,7 @@ def validate_sequences(
     return SequenceBatch(data, _check_values(data, narrowed_from), one_feature)
 
 
-def check_fits(X: np.ndarray, dtype: Any) -> None:
+def check_fits(X: np.ndarray, dtype: Any, *, first_sample: int = 0) -> None:
     """Raise the overflow message if a value of float ``X`` would become infinity as ``dtype``.
 
     For callers that keep the data wider than the network computes (the estimators
@@ -215,13 +231,15 @@ def check_fits(X: np.ndarray, dtype: Any) -> None:
         Validated float sequences, padding as NaN.
     dtype : dtype
         The narrower float type the values must fit.
+    first_sample : int, default=0
+        Index of ``X[0]`` in the caller's data, for the message.
     """
     limit = float(np.finfo(dtype).max)
     with np.errstate(invalid="ignore"):
         if not (np.nanmax(X) > limit or np.nanmin(X) < -limit):
             return
         with np.errstate(over="ignore"):
-            _check_overflow(X, X.astype(dtype), 0)
+            _check_overflow(X, X.astype(dtype), first_sample)
 
 
 def check_padding(X: np.ndarray, *, first_sample: int = 0) -> None:
@@ -448,6 +466,23 @@ def _check_values(
     if not (lengths < n_steps).any():
         return None  # no NaN: huge finite values made the quick test overflow
     return lengths.astype(np.int64)
+
+
+def _check_in_chunks(source: np.ndarray, dtype: DTypes) -> np.ndarray | None:
+    """:func:`_check_values` of ``source`` cast to ``dtype``, one chunk of rows at a
+    time: the same lengths and the same messages (sample numbers count from the
+    start of ``source``), with one chunk's memory."""
+    n_rows, n_steps = source.shape[:2]
+    lengths = []
+    padded = False
+    for rows in row_slices(n_rows, source[0].size):
+        chunk = source[rows]
+        with np.errstate(over="ignore", invalid="ignore"):
+            out, narrowed_from = _cast(chunk, dtype, False, False)
+        found = _check_values(out, narrowed_from, rows.start)
+        padded = padded or found is not None
+        lengths.append(np.full(len(chunk), n_steps, dtype=np.int64) if found is None else found)
+    return np.concatenate(lengths) if padded else None
 
 
 def _check_overflow(source: np.ndarray, out: np.ndarray, first_sample: int) -> None:

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 from sklearn.utils.validation import _check_feature_names
 
+from seqpipe._chunks import row_slices
 from seqpipe._frames import is_long_frame
 from seqpipe._sequence_rules import check_fits, validate_sequences
 
@@ -27,6 +28,7 @@ def check_sequences(
     dtype: type = np.float64,
     n_features: int | None = None,
     shortest_fit: int | None = None,
+    in_chunks: bool = False,
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """Validate sequence input and return ``(X3d, lengths)``.
 
@@ -49,18 +51,30 @@ def check_sequences(
     shortest_fit : int, default=None
         Fewest time steps of a sequence the estimator was fitted on; a 2-D
         ``(n, 1)`` X then gets the shared single-window warning.
+    in_chunks : bool, default=False
+        Check a float32/float64 array larger than one chunk
+        (:data:`seqpipe._chunks.CHUNK_BYTES`) chunk by chunk and return it as it
+        is, in its own float dtype (a view, for windows from ``make_windows``),
+        instead of converting a copy: the caller converts what it reads, one chunk
+        or batch at a time.
 
     Returns
     -------
     X3d : ndarray of shape (n_samples, n_timesteps, n_features)
-        ``X`` as ``dtype`` with padding still NaN.
+        ``X`` as ``dtype`` with padding still NaN (with ``in_chunks``, a large
+        float array keeps its own float dtype).
     lengths : ndarray of int64 or None
         Each sequence's valid length, or None when no sequence is padded.
     """
-    batch = validate_sequences(X, dtype=dtype, n_features=n_features, shortest_fit=shortest_fit)
-    if np.dtype(dtype).itemsize > 4:
-        check_fits(batch.data, np.float32)
-    return batch.data, batch.lengths
+    batch = validate_sequences(
+        X, dtype=dtype, n_features=n_features, shortest_fit=shortest_fit, in_chunks=in_chunks
+    )
+    data = batch.data
+    if data.dtype.itemsize > 4:
+        # Per chunk: a strided view (make_windows) is never copied whole.
+        for rows in row_slices(len(data), data[0].size):
+            check_fits(data[rows], np.float32, first_sample=rows.start)
+    return data, batch.lengths
 
 
 def check_feature_names(estimator: Any, X: Any, *, reset: bool) -> None:

@@ -3,6 +3,11 @@
 Deliberately no DataLoader: for data already in memory its per-batch collation
 costs more than the small recurrent models we train. Losses are accumulated on the
 device and read once per epoch, so the loop does not stall the GPU per batch.
+
+Inputs too large to hold as one more float32 copy (:data:`IN_MEMORY_BYTES`) stay
+what the user passed, windows that are views into a series included, and each
+batch's network inputs are computed when it is drawn (:class:`LazyInputs`):
+training memory is the input plus what a batch needs.
 """
 
 from __future__ import annotations
@@ -13,10 +18,17 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
+from seqpipe._chunks import row_slices
 from seqpipe.callbacks import Callback, StopTraining
+
+#: Network inputs up to this size (float32 bytes) are computed once and kept as one
+#: tensor on the device, the fastest to draw batches from (no transfer per batch on
+#: a GPU); larger ones are computed batch by batch from the user's array.
+IN_MEMORY_BYTES = 32 * 2**20
 
 #: ``loss_fn(output, target, mask, weight)``: the batch's mean loss (weighted by
 #: ``weight``, one non-negative value per sample, when it is not None).
@@ -25,12 +37,98 @@ LossFn = Callable[
 ]
 
 
+class LazyInputs:
+    """The network's float32 inputs, computed from the rows of ``X`` when they are read.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_samples, n_timesteps, n_features)
+        Validated sequences in any float dtype, padding NaN; may be a strided view
+        (windows from :func:`seqpipe.preprocessing.make_windows`). Never written to.
+    transform : callable
+        Rows of ``X`` to the network's float32 inputs, row by row (the
+        estimators' local scaling, standardization and padding to 0), so any
+        subset of rows gives what the whole array would.
+    device : torch.device, default=cpu
+        Where :meth:`tensor` puts the result.
+    rows : slice or ndarray of int, default=all rows
+        The rows of ``X`` this object stands for.
+    """
+
+    def __init__(
+        self,
+        X: np.ndarray,
+        transform: Callable[[np.ndarray], np.ndarray],
+        device: torch.device | str = "cpu",
+        rows: slice | np.ndarray | None = None,
+    ) -> None:
+        self.X, self.transform, self.device = X, transform, torch.device(device)
+        self.rows = slice(0, len(X)) if rows is None else rows
+
+    def __len__(self) -> int:
+        rows = self.rows
+        return len(range(*rows.indices(len(self.X)))) if isinstance(rows, slice) else len(rows)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return (len(self), *self.X.shape[1:])
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the float32 inputs these rows stand for."""
+        return 4 * math.prod(self.shape)
+
+    def to(self, device: torch.device) -> LazyInputs:
+        return LazyInputs(self.X, self.transform, device, self.rows)
+
+    def __getitem__(self, index: torch.Tensor | np.ndarray | slice) -> LazyInputs:
+        """The rows ``index`` of these rows, still not computed."""
+        if isinstance(index, torch.Tensor):
+            index = index.cpu().numpy()
+        rows = self.rows
+        if isinstance(rows, slice) and rows.step in (None, 1):
+            # Batches of a contiguous split: offsets, never an index of all rows.
+            if isinstance(index, slice):
+                start, stop, step = index.indices(len(self))
+                return self._with(slice(rows.start + start, rows.start + stop, step))
+            return self._with(rows.start + np.asarray(index, dtype=np.int64))
+        if isinstance(rows, slice):  # a strided split, which fit never makes
+            return self._with(np.arange(len(self.X))[rows][index])
+        return self._with(rows[index])
+
+    def _with(self, rows: slice | np.ndarray) -> LazyInputs:
+        return LazyInputs(self.X, self.transform, self.device, rows)
+
+    def numpy(self) -> np.ndarray:
+        """The float32 inputs of these rows, computed one chunk at a time."""
+        out = np.empty(self.shape, dtype=np.float32)
+        rows = self.rows
+        for chunk in row_slices(len(out), int(np.prod(out.shape[1:]))):
+            if isinstance(rows, slice):
+                start, _, step = rows.indices(len(self.X))
+                part = self.X[start + chunk.start * step : start + chunk.stop * step : step]
+            else:
+                part = self.X[rows[chunk]]
+            out[chunk] = self.transform(part)
+        return out
+
+    def tensor(self) -> torch.Tensor:
+        """:meth:`numpy` as a tensor on ``device``."""
+        return torch.from_numpy(self.numpy()).to(self.device)
+
+
+def as_tensor(X: torch.Tensor | LazyInputs) -> torch.Tensor:
+    """Inputs ready for the network: computed now if they are lazy."""
+    return X.tensor() if isinstance(X, LazyInputs) else X
+
+
 @dataclass
 class TensorData:
-    """Inputs, targets, lengths (CPU, or None), per-step mask (or None) and
-    per-sample weights (or None: every sample counts once)."""
+    """Inputs (a tensor, or :class:`LazyInputs` computed per batch), targets,
+    lengths (CPU, or None), per-step mask (or None) and per-sample weights (or
+    None: every sample counts once)."""
 
-    X: torch.Tensor
+    X: torch.Tensor | LazyInputs
     y: torch.Tensor
     lengths: torch.Tensor | None = None
     mask: torch.Tensor | None = None
@@ -158,7 +256,8 @@ def _evaluate(module: nn.Module, data: TensorData, loss_fn: LossFn, batch_size: 
     with torch.no_grad():
         for start in range(0, len(data), batch_size):
             batch = data.take(slice(start, start + batch_size))
-            loss = loss_fn(module(batch.X, batch.lengths), batch.y, batch.mask, batch.weight)
+            output = module(as_tensor(batch.X), batch.lengths)
+            loss = loss_fn(output, batch.y, batch.mask, batch.weight)
             total += loss * batch.total_weight()
     return float(total) / float(data.total_weight())
 
@@ -212,7 +311,8 @@ def train_epochs(
             )
             batch = train.take(index)
             optimizer.zero_grad(set_to_none=True)
-            loss = loss_fn(module(batch.X, batch.lengths), batch.y, batch.mask, batch.weight)
+            output = module(as_tensor(batch.X), batch.lengths)
+            loss = loss_fn(output, batch.y, batch.mask, batch.weight)
             loss.backward()
             if settings.clip_grad_norm is not None:
                 nn.utils.clip_grad_norm_(module.parameters(), settings.clip_grad_norm)

@@ -19,6 +19,7 @@ from sklearn.utils.validation import check_consistent_length, column_or_1d
 
 from seqpipe._base import SequenceModelBase
 from seqpipe._targets import TargetLayout, Targets, class_targets
+from seqpipe._training import LazyInputs
 from seqpipe.callbacks import Callback
 
 
@@ -417,14 +418,14 @@ class LSTMClassifier(ClassifierMixin, SequenceModelBase):
         codes = np.searchsorted(known, y).astype(np.int64)
         return Targets(codes, TargetLayout("classes", len(known)), None, "classification", known)
 
-    def _scaled_targets(self, targets: Targets, X: np.ndarray, inputs: np.ndarray) -> torch.Tensor:
+    def _scaled_targets(self, targets: Targets, X: np.ndarray, inputs: LazyInputs) -> torch.Tensor:
         return torch.from_numpy(targets.values)
 
     def _training_targets(
         self,
         targets: Targets,
         X: np.ndarray,
-        inputs: np.ndarray,
+        inputs: LazyInputs,
         n_train: int,
         weights: np.ndarray | None,
     ) -> torch.Tensor:

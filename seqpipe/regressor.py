@@ -21,6 +21,7 @@ from seqpipe._targets import (
     shape_predictions,
     standardize,
 )
+from seqpipe._training import LazyInputs
 from seqpipe.callbacks import Callback
 
 
@@ -321,7 +322,7 @@ class LSTMRegressor(RegressorMixin, SequenceModelBase):
         self,
         targets: Targets,
         X: np.ndarray,
-        inputs: np.ndarray,
+        inputs: LazyInputs,
         n_train: int,
         weights: np.ndarray | None,
     ) -> torch.Tensor:
@@ -332,7 +333,7 @@ class LSTMRegressor(RegressorMixin, SequenceModelBase):
         )
         return torch.from_numpy(scaled)
 
-    def _scaled_targets(self, targets: Targets, X: np.ndarray, inputs: np.ndarray) -> torch.Tensor:
+    def _scaled_targets(self, targets: Targets, X: np.ndarray, inputs: LazyInputs) -> torch.Tensor:
         values = self._to_local_units(targets.values, X, targets.layout, inverse=False)
         # As standardize(): padded steps (NaN) become 0 and carry no loss (mask).
         scaled = np.nan_to_num((values - self.y_mean_) / self.y_scale_).astype(np.float32)

@@ -20,6 +20,7 @@ from seqpipe._targets import (
     shift_one_step,
     standardize,
 )
+from seqpipe._training import LazyInputs
 from seqpipe.callbacks import Callback
 
 
@@ -297,14 +298,14 @@ class LSTMTransformer(
         self,
         targets: Targets,
         X: np.ndarray,
-        inputs: np.ndarray,
+        inputs: LazyInputs,
         n_train: int,
         weights: np.ndarray | None,
     ) -> torch.Tensor:
         self.task_ = targets.task
         if targets.task == "forecast":
             # The next step as the network reads it: after every input scaling.
-            return torch.from_numpy(shift_one_step(inputs))
+            return torch.from_numpy(shift_one_step(inputs.numpy()))
         if targets.task == "classification":
             return torch.from_numpy(targets.values)
         scaled, _, _ = standardize(targets, n_train, sample_weight=weights)

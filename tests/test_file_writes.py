@@ -161,16 +161,21 @@ def test_concurrent_exports_to_one_target_all_succeed(models, tmp_path):
     assert _temps(tmp_path) == []
 
 
-def _export_until_killed(models, target, first: int) -> int:
-    """Fork a process that exports the two models in turn until it is killed."""
+def _export_until_killed(models, target, first: int) -> tuple[int, int]:
+    """Fork a process that exports the two models in turn until it is killed; it
+    writes one byte to the returned pipe after each export."""
+    done_r, done_w = os.pipe()
     pid = os.fork()
     if pid == 0:  # the child: never returns into pytest
         try:
+            os.close(done_r)
             for i in itertools.count(first):
                 export(models[i % 2], target, verify=False)
+                os.write(done_w, b"x")
         finally:
             os._exit(1)
-    return pid
+    os.close(done_w)
+    return pid, done_r
 
 
 @POSIX
@@ -184,19 +189,23 @@ def test_exports_killed_at_random_moments_never_damage_the_target(models, tmp_pa
     versions = [path.read_bytes() for path in versions]
     assert versions[0] != versions[1]
     export(models[0], target, verify=False)
-    start = time.perf_counter()
-    export(models[1], target, verify=False)
-    per_export = time.perf_counter() - start
     seed = int.from_bytes(os.urandom(2), "big")  # new moments each run, reported on failure
     rng = random.Random(seed)
     leftovers = []
     for trial in range(20):
         # Forked rather than started afresh: a new interpreter would spend seconds
         # importing torch before its first export.
-        pid = _export_until_killed(models, target, trial)
-        time.sleep(rng.uniform(0, 3 * per_export))
+        pid, done = _export_until_killed(models, target, trial)
+        # Killed at a random moment of the child's steady state (the duration of its
+        # own second export, measured here, scales the moment): a busy machine slows
+        # the child down, which a duration measured beforehand would not follow.
+        os.read(done, 1)
+        start = time.perf_counter()
+        os.read(done, 1)
+        time.sleep(rng.uniform(0, 2 * (time.perf_counter() - start)))
         os.kill(pid, signal.SIGKILL)
         os.waitpid(pid, 0)
+        os.close(done)
         # The target is a whole old or new file, loadable.
         data = target.read_bytes()
         assert data in versions, f"seed {seed}, trial {trial}: a damaged target"

@@ -29,6 +29,7 @@ LAYERS: dict[str, int] = {
     "seqpipe.architectures.layout": 0,
     "seqpipe.architectures.options": 0,
     # 1 data rules: validation, targets, devices; the torch-free runtime sits on them
+    "seqpipe._chunks": 1,
     "seqpipe._frames": 1,
     "seqpipe._sequence_rules": 1,
     "seqpipe._sequences": 1,
