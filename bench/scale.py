@@ -210,6 +210,8 @@ def bench_scoring(client: Any, n: int, chunk: int, rounds: int, folder: str) -> 
 #: printing the peak resident memory of each above the memory held just before.
 MEMORY_CHILD = r"""
 import gc, json, sys, time
+if len(sys.argv) > 5:
+    sys.path.insert(0, sys.argv[5])  # another checkout, ahead of the installed seqpipe
 import numpy as np, torch
 torch.set_num_threads(1)
 from seqpipe import LSTMRegressor
@@ -240,6 +242,8 @@ model = LSTMRegressor(hidden_size=8, epochs=1, batch_size=batch, random_state=0)
 model.fit(X[:256], y[:256]).predict(X[:256])  # first-use imports and allocations
 _, fit_mib, fit_s = measured(lambda: model.fit(X, y))
 pred, predict_mib, predict_s = measured(lambda: model.predict(X))
+import seqpipe
+assert len(sys.argv) <= 5 or seqpipe.__file__.startswith(sys.argv[5]), seqpipe.__file__
 print(json.dumps({"series_mib": series.nbytes / 2**20, "fit_mib": fit_mib, "fit_s": fit_s,
                   "predict_mib": predict_mib, "predict_s": predict_s,
                   "loss": model.history_[-1]["train_loss"], "pred_sum": float(pred.sum())}))
@@ -248,9 +252,9 @@ print(json.dumps({"series_mib": series.nbytes / 2**20, "fit_mib": fit_mib, "fit_
 
 def memory_run(points: int, lookback: int, mode: str, batch: int, src: str | None) -> dict:
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    if src is not None:
-        env["PYTHONPATH"] = src
     args = [sys.executable, "-c", MEMORY_CHILD, str(points), str(lookback), mode, str(batch)]
+    if src is not None:
+        args.append(os.path.abspath(src))
     done = subprocess.run(args, env=env, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         raise RuntimeError(f"memory run {mode} failed:\n{done.stderr[-2000:]}")

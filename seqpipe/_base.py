@@ -629,16 +629,24 @@ class SequenceModelBase(BaseEstimator):
         module.eval()
         lengths_t = self._lengths_tensor(lengths)
         run = module.encode if encode else module
-        outputs = []
+        out: np.ndarray | None = None
         with torch.inference_mode(), self._torch_threads():
             # The inputs of one chunk at a time: memory is X plus a chunk.
             for start in range(0, len(X), PREDICT_BATCH):
                 stop = start + PREDICT_BATCH
                 chunk = torch.from_numpy(self._network_input(X[start:stop])).to(self.device_)
                 chunk_lengths = None if lengths_t is None else lengths_t[start:stop]
-                outputs.append(run(chunk, chunk_lengths))
-        out = outputs[0] if len(outputs) == 1 else torch.cat(outputs)
-        return out.cpu().numpy()
+                result = run(chunk, chunk_lengths).cpu().numpy()
+                if out is None:
+                    if stop >= len(X):
+                        return result
+                    # One output array, allocated once: keeping each chunk's small
+                    # result alive between the large freed blocks of the next chunks
+                    # fragments the heap, and the process's resident memory grew
+                    # by hundreds of MiB on a first large predict.
+                    out = np.empty((len(X), *result.shape[1:]), dtype=result.dtype)
+                out[start:stop] = result
+        return out
 
     def __getstate__(self) -> dict[str, Any]:
         state = super().__getstate__()

@@ -54,9 +54,7 @@ def feature_stats(
     return _two_passes(X, sample_weight, transform, chunks)
 
 
-def _one_pass(
-    X: np.ndarray, sample_weight: np.ndarray | None
-) -> tuple[np.ndarray, np.ndarray]:
+def _one_pass(X: np.ndarray, sample_weight: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
     flat = X.reshape(-1, X.shape[-1]).astype(np.float64)
     keep = ~np.isnan(flat).all(axis=1)
     if sample_weight is None:

@@ -135,7 +135,7 @@ def test_feature_stats_in_two_passes_match_one_pass(monkeypatch):
     expected = [feature_stats(X), feature_stats(X, weights), feature_stats(X, None, np.sqrt)]
     monkeypatch.setattr(_chunks, "CHUNK_BYTES", 7 * 3 * 8 * 4)  # 4 rows per chunk
     got = [feature_stats(X), feature_stats(X, weights), feature_stats(X, None, np.sqrt)]
-    for (mean, scale), (mean0, scale0) in zip(got, expected):
+    for (mean, scale), (mean0, scale0) in zip(got, expected, strict=True):
         np.testing.assert_allclose(mean, mean0, rtol=1e-13)
         np.testing.assert_allclose(scale, scale0, rtol=1e-9)
 
@@ -145,7 +145,7 @@ def test_window_stats_in_chunks_are_exact(monkeypatch):
     X[4, 5:] = np.nan
     expected = window_stats(X)
     monkeypatch.setattr(_chunks, "CHUNK_BYTES", 7 * 3 * 8 * 4)
-    for got, want in zip(window_stats(X), expected):
+    for got, want in zip(window_stats(X), expected, strict=True):
         np.testing.assert_array_equal(got, want)
 
 
