@@ -219,7 +219,7 @@ from seqpipe.preprocessing import make_windows
 points, lookback, mode, batch = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], int(sys.argv[4])
 if mode == "in-memory":
     from seqpipe import _chunks, _training
-    _chunks.CHUNK_BYTES = _training.IN_MEMORY_BYTES = 2**62
+    _chunks.CHUNK_BYTES = _training.IN_MEMORY_BYTES = 2**62  # both read when used
 
 def kib(key):
     with open("/proc/self/status") as status:

@@ -27,6 +27,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted
 
+from seqpipe._chunks import row_slices
 from seqpipe._devices import copy_to_cpu, resolve_device
 from seqpipe._local_scaling import LOCAL_SCALINGS, scale_windows, window_stats
 from seqpipe._network import HEAD_ACTIVATIONS, Seq2SeqNetwork, SequenceNetwork
@@ -34,11 +35,11 @@ from seqpipe._scaling import feature_stats
 from seqpipe._sequences import check_feature_names, check_sequences
 from seqpipe._targets import TargetLayout, Targets
 from seqpipe._training import (
-    IN_MEMORY_BYTES,
     LR_SCHEDULES,
     LazyInputs,
     LoopSettings,
     TensorData,
+    batch_source,
     cross_entropy_loss,
     mse_loss,
     train_epochs,
@@ -138,7 +139,8 @@ class SequenceModelBase(BaseEstimator):
 
     # --- input -------------------------------------------------------------------
     def _validate_X(self, X: Any, *, reset: bool) -> tuple[np.ndarray, np.ndarray | None]:
-        """``X`` as float64 ``(n, T, F)`` and its lengths; checked against the fitted
+        """``X`` as float64 ``(n, T, F)`` (a large float32/float64 array as passed,
+        see ``check_sequences(in_chunks=True)``) and its lengths; checked against the fitted
         width unless ``reset`` (``fit`` stores ``n_features_in_`` once it commits)."""
         if not reset:
             check_is_fitted(self)
@@ -415,11 +417,11 @@ class SequenceModelBase(BaseEstimator):
         weights: np.ndarray | None,
     ) -> TensorData:
         """Everything the training loop reads, on ``device_``; inputs larger than
-        ``IN_MEMORY_BYTES`` are computed batch by batch, never copied whole."""
+        ``IN_MEMORY_BYTES`` on the CPU are computed batch by batch (see
+        :func:`batch_source`), never copied whole."""
         mask = targets.mask
-        inputs = inputs.to(self.device_)
         return TensorData(
-            inputs.tensor() if inputs.nbytes <= IN_MEMORY_BYTES else inputs,
+            batch_source(inputs.to(self.device_)),
             y.to(self.device_),
             self._lengths_tensor(lengths),
             None if mask is None else torch.from_numpy(mask).to(self.device_),
@@ -631,9 +633,11 @@ class SequenceModelBase(BaseEstimator):
         run = module.encode if encode else module
         out: np.ndarray | None = None
         with torch.inference_mode(), self._torch_threads():
-            # The inputs of one chunk at a time: memory is X plus a chunk.
-            for start in range(0, len(X), PREDICT_BATCH):
-                stop = start + PREDICT_BATCH
+            # The inputs of one chunk at a time: memory is X plus a chunk (at most
+            # PREDICT_BATCH rows, and CHUNK_BYTES of float64 for long sequences).
+            step = min(PREDICT_BATCH, row_slices(len(X), X[0].size)[0].stop)
+            for start in range(0, len(X), step):
+                stop = start + step
                 chunk = torch.from_numpy(self._network_input(X[start:stop])).to(self.device_)
                 chunk_lengths = None if lengths_t is None else lengths_t[start:stop]
                 result = run(chunk, chunk_lengths).cpu().numpy()

@@ -113,8 +113,27 @@ class LazyInputs:
         return out
 
     def tensor(self) -> torch.Tensor:
-        """:meth:`numpy` as a tensor on ``device``."""
-        return torch.from_numpy(self.numpy()).to(self.device)
+        """These rows' inputs as one tensor on ``device``, filled a chunk at a time
+        (on a GPU: host memory for one chunk, never a host copy of all of them)."""
+        if self.device.type == "cpu":
+            return torch.from_numpy(self.numpy())
+        out = torch.empty(self.shape, dtype=torch.float32, device=self.device)
+        for chunk in row_slices(len(self), int(np.prod(self.shape[1:]))):
+            out[chunk] = torch.from_numpy(self[chunk].numpy()).to(self.device)
+        return out
+
+
+def batch_source(inputs: LazyInputs) -> torch.Tensor | LazyInputs:
+    """What the training loop draws batches from: one tensor on the device, or on
+    the CPU above :data:`IN_MEMORY_BYTES` the lazy inputs, computed per batch.
+
+    A GPU always gets one tensor (filled chunk by chunk): recomputing each batch on
+    the host every epoch, plus a transfer and a sync per batch, would leave it
+    waiting on the CPU; device memory holds the float32 inputs.
+    """
+    if inputs.device.type == "cpu" and inputs.nbytes > IN_MEMORY_BYTES:
+        return inputs
+    return inputs.tensor()
 
 
 def as_tensor(X: torch.Tensor | LazyInputs) -> torch.Tensor:

@@ -11,6 +11,7 @@ from sklearn.utils._param_validation import StrOptions
 from sklearn.utils.multiclass import type_of_target
 
 from seqpipe._base import SequenceModelBase
+from seqpipe._chunks import row_slices
 from seqpipe._output import SequenceOutputMixin
 from seqpipe._targets import (
     Targets,
@@ -305,7 +306,11 @@ class LSTMTransformer(
         self.task_ = targets.task
         if targets.task == "forecast":
             # The next step as the network reads it: after every input scaling.
-            return torch.from_numpy(shift_one_step(inputs.numpy()))
+            # Filled a chunk at a time: the targets plus one chunk of inputs.
+            shifted = np.empty(inputs.shape, dtype=np.float32)
+            for rows in row_slices(len(inputs), int(np.prod(inputs.shape[1:]))):
+                shifted[rows] = shift_one_step(inputs[rows].numpy())
+            return torch.from_numpy(shifted)
         if targets.task == "classification":
             return torch.from_numpy(targets.values)
         scaled, _, _ = standardize(targets, n_train, sample_weight=weights)

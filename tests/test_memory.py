@@ -13,10 +13,12 @@ import tracemalloc
 
 import numpy as np
 import pytest
+import torch
 
-from seqpipe import LSTMClassifier, LSTMRegressor, LSTMTransformer, _chunks, _training
+from seqpipe import LSTMClassifier, LSTMRegressor, LSTMTransformer, _base, _chunks, _training
 from seqpipe._local_scaling import window_stats
 from seqpipe._scaling import feature_stats
+from seqpipe._training import LazyInputs
 from seqpipe.preprocessing import make_windows
 
 FAST = {"hidden_size": 5, "epochs": 3, "batch_size": 16, "random_state": 0}
@@ -43,22 +45,43 @@ def _series(n=400, seed=0, dtype=np.float64):
 
 def _fit_predict(model, X, y, **fit):
     model.fit(X, y, **fit)
-    return model.predict(X), [round(r["train_loss"], 12) for r in model.history_]
+    losses = [(r["train_loss"], r.get("valid_loss")) for r in model.history_]
+    return model.predict(X), losses
+
+
+def _batch_sources(monkeypatch) -> list:
+    """What each fit's training loop draws batches from (recorded by a spy)."""
+    seen = []
+    original = _training.batch_source
+
+    def spy(inputs):
+        source = original(inputs)
+        seen.append(source)
+        return source
+
+    monkeypatch.setattr(_base, "batch_source", spy)
+    return seen
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_batches_computed_per_step_train_exactly_like_one_tensor(chunked, dtype):
+def test_batches_computed_per_step_train_exactly_like_one_tensor(chunked, monkeypatch, dtype):
     """Inputs computed batch by batch from a strided window view: bit for bit the
-    same network, validation losses and predictions as one precomputed tensor."""
+    same network, training and validation losses and predictions as one
+    precomputed tensor, zero-weight rows (dropped from both splits) included."""
     X, y = make_windows(_series(dtype=dtype), 12)
     assert not X.flags.c_contiguous  # a view into the series
     weights = np.random.default_rng(1).uniform(0.5, 2.0, len(X))
+    weights[[3, 50, len(X) - 5]] = 0  # training rows and a validation row
     params = dict(FAST, local_scaling="standard", validation_fraction=0.2)
+    sources = _batch_sources(monkeypatch)
+    chunked(lazy=False)  # chunked checks and statistics (a float32 X stays float32)
     expected = _fit_predict(LSTMRegressor(**params), X, y, sample_weight=weights)
-    chunked(chunk_bytes=None)  # lazy batches, default chunks
+    chunked()  # and inputs computed per batch
     got = _fit_predict(LSTMRegressor(**params), X, y, sample_weight=weights)
+    assert isinstance(sources[0], torch.Tensor) and isinstance(sources[1], LazyInputs)
     np.testing.assert_array_equal(got[0], expected[0])
     assert got[1] == expected[1]
+    assert all(valid is not None for _, valid in got[1])
 
 
 @pytest.mark.parametrize("local_scaling", [None, "standard"])
@@ -89,12 +112,25 @@ def test_ragged_classifier_and_forecasting_transformer_in_chunks(chunked):
     np.testing.assert_allclose(fc.transform(X), expected[1], rtol=1e-4, atol=1e-5)
 
 
-def test_partial_fit_reads_lazy_inputs(chunked):
+def test_partial_fit_reads_lazy_inputs(chunked, monkeypatch):
     X, y = make_windows(_series(), 8)
+    sources = _batch_sources(monkeypatch)
+    chunked(lazy=False)
     expected = LSTMRegressor(**FAST).partial_fit(X, y).partial_fit(X, y).predict(X)
-    chunked(chunk_bytes=None)
+    chunked()
     got = LSTMRegressor(**FAST).partial_fit(X, y).partial_fit(X, y).predict(X)
+    assert [type(s) for s in sources] == [torch.Tensor] * 2 + [LazyInputs] * 2
     np.testing.assert_array_equal(got, expected)
+
+
+def test_forecast_targets_are_filled_chunk_by_chunk(chunked):
+    """The forecast task's targets (the next step of the network's inputs) are the
+    same whether computed whole or a chunk at a time."""
+    X = np.random.default_rng(0).normal(size=(40, 6, 2))
+    expected = LSTMTransformer(task="forecast", **FAST).fit(X).transform(X)
+    chunked()
+    got = LSTMTransformer(task="forecast", **FAST).fit(X).transform(X)
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.parametrize(
