@@ -31,13 +31,13 @@ Two measurements, each with its contenders in one run:
    the data: everything converted and scaled as whole arrays, as before); with
    ``--baseline-src DIR`` also another seqpipe checkout (e.g. the commit before the
    change, from ``git worktree add``). Then ``--big-points`` (20,000,000) trained
-   for one epoch, chunked only. Linux only.
+   for one epoch at batch 16384, chunked, fit only. Linux only.
 
 Run ``python bench/scale.py`` (N = 1,000,000: 2.4 minutes for the scoring part
 alone, start-up included, on a busy 2-core VM; the search part took 1.5 minutes),
 ``--n 200000`` for a shorter run, ``--only search``, ``--only scoring`` or
-``--only memory`` (about 2 minutes, plus 4-5 minutes for the 20,000,000-point
-epoch; ``--big-points 0`` skips it).
+``--only memory`` (about 3 minutes, plus about 10 for the 20,000,000-point
+epoch on one core; ``--big-points 0`` skips it).
 Wall times on a shared machine are only comparable within one run; with a load
 average above the core count, read the CPU seconds.
 """
@@ -241,7 +241,9 @@ X, y = make_windows(series, lookback)
 model = LSTMRegressor(hidden_size=8, epochs=1, batch_size=batch, random_state=0)
 model.fit(X[:256], y[:256]).predict(X[:256])  # first-use imports and allocations
 _, fit_mib, fit_s = measured(lambda: model.fit(X, y))
-pred, predict_mib, predict_s = measured(lambda: model.predict(X))
+pred, predict_mib, predict_s = (
+    measured(lambda: model.predict(X)) if mode != "fit-only" else (np.zeros(1), 0.0, 0.0)
+)
 import seqpipe
 assert len(sys.argv) <= 5 or seqpipe.__file__.startswith(sys.argv[5]), seqpipe.__file__
 print(json.dumps({"series_mib": series.nbytes / 2**20, "fit_mib": fit_mib, "fit_s": fit_s,
@@ -291,12 +293,13 @@ def bench_memory(points: int, lookback: int, big_points: int, baseline_src: str 
         "(the scaling statistics are summed in another order, nothing else differs)"
     )
     if big_points:
-        r = memory_run(big_points, lookback, "chunked", 4096, None)
+        # fit only: predicting 20M windows adds minutes and nothing new (see above).
+        r = memory_run(big_points, lookback, "fit-only", 16384, None)
         print(
             f"{big_points:,} steps ({r['series_mib']:,.0f} MiB series; windows "
             f"{(big_points - lookback) * lookback * 8 / 2**30:,.1f} GiB as float64), one "
-            f"epoch at batch 4096: fit peak {r['fit_mib']:,.0f} MiB in {r['fit_s']:.0f} s, "
-            f"predict peak {r['predict_mib']:,.0f} MiB in {r['predict_s']:.0f} s; {load()}"
+            f"epoch at batch 16384: fit peak {r['fit_mib']:,.0f} MiB in {r['fit_s']:.0f} s, "
+            f"final training loss {r['loss']:.4f}; {load()}"
         )
 
 
