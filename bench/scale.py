@@ -36,7 +36,7 @@ Two measurements, each with its contenders in one run:
 Run ``python bench/scale.py`` (N = 1,000,000: 2.4 minutes for the scoring part
 alone, start-up included, on a busy 2-core VM; the search part took 1.5 minutes),
 ``--n 200000`` for a shorter run, ``--only search``, ``--only scoring`` or
-``--only memory`` (about 3 minutes, plus about 10 for the 20,000,000-point
+``--only memory`` (about 3 minutes, plus about 20 for the 20,000,000-point
 epoch on one core; ``--big-points 0`` skips it).
 Wall times on a shared machine are only comparable within one run; with a load
 average above the core count, read the CPU seconds.
