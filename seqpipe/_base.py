@@ -635,7 +635,7 @@ class SequenceModelBase(BaseEstimator):
         with torch.inference_mode(), self._torch_threads():
             # The inputs of one chunk at a time: memory is X plus a chunk (at most
             # PREDICT_BATCH rows, and CHUNK_BYTES of float64 for long sequences).
-            step = min(PREDICT_BATCH, row_slices(len(X), X[0].size)[0].stop)
+            step = min(PREDICT_BATCH, row_slices(X.shape)[0].stop)
             for start in range(0, len(X), step):
                 stop = start + step
                 chunk = torch.from_numpy(self._network_input(X[start:stop])).to(self.device_)

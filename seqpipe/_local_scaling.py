@@ -39,7 +39,7 @@ def window_stats(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """
     X = np.asarray(X)
     # Chunks of whole sequences: the same numbers, one chunk's float64 temporaries.
-    parts = [_window_stats(X[rows]) for rows in row_slices(len(X), X[0].size if len(X) else 1)]
+    parts = [_window_stats(X[rows]) for rows in row_slices(X.shape)]
     if len(parts) == 1:
         return parts[0]
     return np.concatenate([c for c, _ in parts]), np.concatenate([s for _, s in parts])

@@ -48,7 +48,7 @@ def feature_stats(
     >>> mean.tolist(), scale.round(6).tolist()
     ([10000000.0], [0.816497])
     """
-    chunks = row_slices(len(X), X[0].size if len(X) else 1)
+    chunks = row_slices(X.shape)
     if len(chunks) == 1:
         return _one_pass(X if transform is None else transform(X), sample_weight)
     return _two_passes(X, sample_weight, transform, chunks)

@@ -207,7 +207,7 @@ def validate_sequences(
         in_chunks
         and not (copy or writeable)
         and source.dtype in (np.float32, np.float64)
-        and len(row_slices(shape[0], source[0].size)) > 1
+        and len(row_slices(source.shape)) > 1
     ):
         return SequenceBatch(source, _check_in_chunks(source, dtype), one_feature)
     if _narrows(source, dtype):
@@ -472,10 +472,10 @@ def _check_in_chunks(source: np.ndarray, dtype: DTypes) -> np.ndarray | None:
     """:func:`_check_values` of ``source`` cast to ``dtype``, one chunk of rows at a
     time: the same lengths and the same messages (sample numbers count from the
     start of ``source``), with one chunk's memory."""
-    n_rows, n_steps = source.shape[:2]
+    n_steps = source.shape[1]
     lengths = []
     padded = False
-    for rows in row_slices(n_rows, source[0].size):
+    for rows in row_slices(source.shape):
         chunk = source[rows]
         with np.errstate(over="ignore", invalid="ignore"):
             out, narrowed_from = _cast(chunk, dtype, False, False)

@@ -72,7 +72,7 @@ def check_sequences(
     data = batch.data
     if data.dtype.itemsize > 4:
         # Per chunk: a strided view (make_windows) is never copied whole.
-        for rows in row_slices(len(data), data[0].size):
+        for rows in row_slices(data.shape):
             check_fits(data[rows], np.float32, first_sample=rows.start)
     return data, batch.lengths
 

@@ -103,7 +103,7 @@ class LazyInputs:
         """The float32 inputs of these rows, computed one chunk at a time."""
         out = np.empty(self.shape, dtype=np.float32)
         rows = self.rows
-        for chunk in row_slices(len(out), int(np.prod(out.shape[1:]))):
+        for chunk in row_slices(out.shape):
             if isinstance(rows, slice):
                 start, _, step = rows.indices(len(self.X))
                 part = self.X[start + chunk.start * step : start + chunk.stop * step : step]
@@ -118,7 +118,7 @@ class LazyInputs:
         if self.device.type == "cpu":
             return torch.from_numpy(self.numpy())
         out = torch.empty(self.shape, dtype=torch.float32, device=self.device)
-        for chunk in row_slices(len(self), int(np.prod(self.shape[1:]))):
+        for chunk in row_slices(self.shape):
             out[chunk] = torch.from_numpy(self[chunk].numpy()).to(self.device)
         return out
 

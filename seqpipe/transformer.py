@@ -308,7 +308,7 @@ class LSTMTransformer(
             # The next step as the network reads it: after every input scaling.
             # Filled a chunk at a time: the targets plus one chunk of inputs.
             shifted = np.empty(inputs.shape, dtype=np.float32)
-            for rows in row_slices(len(inputs), int(np.prod(inputs.shape[1:]))):
+            for rows in row_slices(inputs.shape):
                 shifted[rows] = shift_one_step(inputs[rows].numpy())
             return torch.from_numpy(shifted)
         if targets.task == "classification":
