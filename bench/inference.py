@@ -110,7 +110,7 @@ def bench_predict(
     seq, n_features = 32 if "bi" in name else 5, est.n_features_in_
     rng = np.random.default_rng(1)
     print(
-        f"\n{name}: {est.architecture} hidden {est.hidden_size} x {est.num_layers} layer(s)"
+        f"\n{name}: {est.architecture} hidden {est.hidden_size_} x {est.num_layers} layer(s)"
         f"{', bidirectional' if est.bidirectional else ''}, seq {seq}, {n_features} feature(s)"
     )
     for batch, target in targets.items():
@@ -161,7 +161,7 @@ def bench_int8(
     q = int8.quantization
     n_features = est.n_features_in_
     print(
-        f"\nint8 {name}: {est.architecture} hidden {est.hidden_size} x {est.num_layers} "
+        f"\nint8 {name}: {est.architecture} hidden {est.hidden_size_} x {est.num_layers} "
         f"layer(s){', bidirectional' if est.bidirectional else ''}, seq {seq}, {n_features} "
         f"feature(s); export-measured error {q['error']:.2%} of the output std "
         f"(RMS; largest difference {q['max_over_std']:.1%} std, {q['sequences']} drawn "
@@ -197,7 +197,8 @@ def bench_streaming(
     model = runtime.load(path, intra_op_num_threads=threads)
     rng = np.random.default_rng(2)
     print(
-        f"\nstreaming ({est.architecture} {est.hidden_size}, batch 1): one step vs the whole window"
+        f"\nstreaming ({est.architecture} {est.hidden_size_}, batch 1): "
+        "one step vs the whole window"
     )
     for window in (32, 256):
         X = rng.normal(size=(1, window, est.n_features_in_))

@@ -34,7 +34,7 @@ not registered (``lstm_fcn`` and ``mlstm_fcn`` before they are merged) are skipp
 with a note.
 
 Usage: ``python bench/ucr.py [--quick] [--seeds 3] [--architectures lstm gru]
-[--sets ArrowHead OSULeaf] [--jobs 2] [--data-dir ../shared/data/ucr]
+[--sets ArrowHead OSULeaf] [--jobs 2] [--device cuda] [--data-dir ../shared/data/ucr]
 [--params '{"batch_size": 32}']``. ``--params`` overrides estimator parameters, to
 measure a setting against the defaults side by side.
 ``--quick`` is a smoke run: one seed, ``epochs=2`` (``--epochs``), numbers meaningless.
@@ -131,11 +131,12 @@ def fit_one(
     epochs: int | None,
     threads: int,
     overrides: dict[str, Any] | None = None,
+    device: str = "cpu",
 ) -> dict:
     """One fit at the defaults (``epochs`` only for ``--quick``, ``overrides`` from
     ``--params`` to measure another setting side by side); returns its figures."""
     torch.set_num_threads(threads)  # again: a worker process starts with torch's default
-    params: dict[str, Any] = {"torch_num_threads": threads, **(overrides or {})}
+    params: dict[str, Any] = {"torch_num_threads": threads, "device": device, **(overrides or {})}
     params["architecture"] = architecture
     params["random_state"] = seed
     if epochs is not None:
@@ -195,18 +196,19 @@ def run_fits(
     jobs: list[tuple[Split, str, int]], args: argparse.Namespace
 ) -> dict[tuple[str, str], list[dict]]:
     results: dict[tuple[str, str], list[dict]] = defaultdict(list)
-    # Without --epochs every fit runs the estimators' default, 100 epochs (no validation
-    # split, so no early stop).
-    progress = Progress(jobs, args.jobs, args.epochs or 100)
+    # Without --epochs every fit runs the estimator's default number of epochs (no
+    # validation split, so no early stop): the estimate of the time left assumes it.
+    default_epochs = LSTMClassifier().epochs
+    progress = Progress(jobs, args.jobs, args.epochs or default_epochs)
     if args.jobs == 1:
         for job in jobs:
-            result = fit_one(*job, args.epochs, args.threads, args.params)
+            result = fit_one(*job, args.epochs, args.threads, args.params, args.device)
             progress.report(job, result)
             results[job[0].name, job[1]].append(result)
         return results
     with ProcessPoolExecutor(args.jobs) as pool:
         futures = [
-            (job, pool.submit(fit_one, *job, args.epochs, args.threads, args.params))
+            (job, pool.submit(fit_one, *job, args.epochs, args.threads, args.params, args.device))
             for job in jobs
         ]
         for job, future in futures:  # in submission order: the order of the table
@@ -241,6 +243,12 @@ def main() -> None:
     parser.add_argument("--data-dir", type=Path, default=DATA_DIR)
     parser.add_argument("--threads", type=int, default=1, help="torch threads per process")
     parser.add_argument(
+        "--device",
+        default="cpu",
+        help="the estimators' device, e.g. cuda (on 2 CPU cores the whole run takes "
+        "hours, see the README)",
+    )
+    parser.add_argument(
         "--params",
         type=json.loads,
         default=None,
@@ -269,7 +277,8 @@ def main() -> None:
     )
     print(
         f"{datetime.datetime.now():%Y-%m-%d %H:%M}; seqpipe {seqpipe.__version__}, torch "
-        f"{torch.__version__} ({args.threads} thread(s) x {args.jobs} job(s)), scikit-learn "
+        f"{torch.__version__} ({args.threads} thread(s) x {args.jobs} job(s), device "
+        f"{args.device}), scikit-learn "
         f"{sklearn.__version__}, numpy {np.__version__}, Python {platform.python_version()}; "
         f"{os.cpu_count()} CPUs, load average {'/'.join(f'{x:.1f}' for x in os.getloadavg())}"
     )

@@ -76,7 +76,7 @@ class SequenceModelBase(BaseEstimator):
 
     _parameter_constraints: dict[str, list[Any]] = {
         "architecture": [str],
-        "hidden_size": [Interval(numbers.Integral, 1, None, closed="left")],
+        "hidden_size": [Interval(numbers.Integral, 1, None, closed="left"), StrOptions({"auto"})],
         "num_layers": [Interval(numbers.Integral, 1, None, closed="left")],
         "bidirectional": ["boolean"],
         "dropout": [Interval(numbers.Real, 0, 1, closed="left")],
@@ -204,7 +204,8 @@ class SequenceModelBase(BaseEstimator):
 
     # --- building ----------------------------------------------------------------
     def _body_config(self, input_size: int, max_timesteps: int | None = None) -> BodyConfig:
-        return BodyConfig.from_params(self.get_params(deep=False), input_size, max_timesteps)
+        params = {**self.get_params(deep=False), "hidden_size": self.hidden_size_}
+        return BodyConfig.from_params(params, input_size, max_timesteps)
 
     def _build_module(self, layout: TargetLayout) -> torch.nn.Module:
         spec = get_architecture(self.architecture)
@@ -224,6 +225,10 @@ class SequenceModelBase(BaseEstimator):
             head_layers=tuple(self.head_layers),
             head_activation=self.head_activation,
         )
+
+    def _resolve_hidden_size(self) -> int:
+        """``hidden_size``, or with ``"auto"`` the architecture's ``default_hidden_size``."""
+        return get_architecture(self.architecture).resolved_hidden_size(self.hidden_size)
 
     def _resolve_lr(self) -> float:
         """``lr``, or with ``lr="auto"`` the architecture's declared ``default_lr``."""
@@ -460,6 +465,7 @@ class SequenceModelBase(BaseEstimator):
             else:
                 # Kept, so a warm start or a rebuild sees the same length as the first fit.
                 self.max_timesteps_ = int(inputs.shape[1])
+                self.hidden_size_ = self._resolve_hidden_size()
                 self.module_ = self._build_module(layout).to(self.device_)
                 self.history_ = []
             if not reuse or not hasattr(self, "optimizer_"):  # pickles from a GPU drop it
@@ -588,6 +594,7 @@ class SequenceModelBase(BaseEstimator):
             if first:
                 torch.manual_seed(seed)  # fit's seed: the same initial network as fit
                 self.max_timesteps_ = int(inputs.shape[1])
+                self.hidden_size_ = self._resolve_hidden_size()
                 self.module_ = self._build_module(targets.layout).to(self.device_)
                 self.history_ = []
                 self.target_layout_ = targets.layout

@@ -37,8 +37,12 @@ class LSTMClassifier(ClassifierMixin, SequenceModelBase):
         Registered architecture name: a built-in (``"lstm"``, ``"gru"``, ``"rnn"``,
         ``"peephole_lstm"``, ``"cifg_lstm"``) or one a plugin adds; see
         :func:`seqpipe.list_architectures`.
-    hidden_size : int, default=32
-        Units per recurrent layer and direction.
+    hidden_size : int or "auto", default="auto"
+        Units per recurrent layer and direction. ``"auto"``: the width the
+        architecture declares (``ArchitectureSpec.default_hidden_size``; 32 when it
+        declares none): 8 for ``lstm_fcn``/``mlstm_fcn``, the authors' ``LSTM(8)``
+        (OSULeaf 0.92 with 32 cells, 0.97 with 8, ``bench/ucr.py``); 32 for the
+        others. The width built is ``hidden_size_``.
     num_layers : int, default=1
         Stacked recurrent layers.
     bidirectional : bool, default=False
@@ -153,6 +157,8 @@ class LSTMClassifier(ClassifierMixin, SequenceModelBase):
         The optimizer built from ``optimizer``, ``lr`` and ``weight_decay``.
     lr_ : float
         The learning rate used (``lr``, or what ``"auto"`` resolved to).
+    hidden_size_ : int
+        The recurrent width built (``hidden_size``, or what ``"auto"`` resolved to).
     device_ : torch.device
         The device ``device`` resolved to.
     history_ : list of dict
@@ -201,7 +207,7 @@ class LSTMClassifier(ClassifierMixin, SequenceModelBase):
         self,
         architecture: str = "lstm",
         *,
-        hidden_size: int = 32,
+        hidden_size: int | str = "auto",
         num_layers: int = 1,
         bidirectional: bool = False,
         dropout: float = 0.0,

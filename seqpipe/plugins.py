@@ -120,6 +120,14 @@ def _spec_problem(spec: Any) -> str | None:
         return (
             f"architecture {spec.name!r}: default_lr must be a positive float or None, got {lr!r}"
         )
+    hidden = spec.default_hidden_size
+    if hidden is not None and (
+        isinstance(hidden, bool) or not isinstance(hidden, numbers.Integral) or hidden < 1
+    ):
+        return (
+            f"architecture {spec.name!r}: default_hidden_size must be a positive int or None, "
+            f"got {hidden!r}"
+        )
     return None
 
 

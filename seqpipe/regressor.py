@@ -40,8 +40,10 @@ class LSTMRegressor(RegressorMixin, SequenceModelBase):
     ----------
     architecture : str, default="lstm"
         Registered architecture name.
-    hidden_size : int, default=32
-        Units per recurrent layer and direction.
+    hidden_size : int or "auto", default=32
+        Units per recurrent layer and direction. ``"auto"``: the width the
+        architecture declares (``ArchitectureSpec.default_hidden_size``, see
+        ``LSTMClassifier``). The width built is ``hidden_size_``.
     num_layers : int, default=1
         Stacked recurrent layers.
     bidirectional : bool, default=False
@@ -134,6 +136,8 @@ class LSTMRegressor(RegressorMixin, SequenceModelBase):
         The trained network.
     lr_ : float
         The learning rate used (``lr``, or what ``"auto"`` resolved to).
+    hidden_size_ : int
+        The recurrent width built (``hidden_size``, or what ``"auto"`` resolved to).
     history_ : list of dict
         Per-epoch ``train_loss`` (and ``valid_loss``), in scaled units.
     n_features_in_ : int
@@ -172,7 +176,7 @@ class LSTMRegressor(RegressorMixin, SequenceModelBase):
         self,
         architecture: str = "lstm",
         *,
-        hidden_size: int = 32,
+        hidden_size: int | str = 32,
         num_layers: int = 1,
         bidirectional: bool = False,
         dropout: float = 0.0,

@@ -247,7 +247,9 @@ def _body_config(
     it; ``max_timesteps`` is the training length ``fit`` would pass.
     """
     estimator = _estimator(LSTMRegressor, name, params)
-    return BodyConfig.from_params(estimator.get_params(), input_size, max_timesteps)
+    resolved = dict(estimator.get_params())
+    resolved["hidden_size"] = get_architecture(name).resolved_hidden_size(resolved["hidden_size"])
+    return BodyConfig.from_params(resolved, input_size, max_timesteps)
 
 
 def _within_bound(model: Any, lengths: Iterable[int]) -> list[int]:

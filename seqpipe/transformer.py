@@ -42,8 +42,10 @@ class LSTMTransformer(
         Registered architecture name: a built-in (``"lstm"``, ``"gru"``, ``"rnn"``,
         ``"peephole_lstm"``, ``"cifg_lstm"``) or one a plugin adds; see
         :func:`seqpipe.list_architectures`.
-    hidden_size : int, default=32
-        Units per recurrent layer and direction.
+    hidden_size : int or "auto", default=32
+        Units per recurrent layer and direction. ``"auto"``: the width the
+        architecture declares (``ArchitectureSpec.default_hidden_size``, see
+        ``LSTMClassifier``). The width built is ``hidden_size_``.
     num_layers : int, default=1
         Stacked recurrent layers.
     bidirectional : bool, default=False
@@ -143,6 +145,8 @@ class LSTMTransformer(
         The optimizer built from ``optimizer``, ``lr`` and ``weight_decay``.
     lr_ : float
         The learning rate used (``lr``, or what ``"auto"`` resolved to).
+    hidden_size_ : int
+        The recurrent width built (``hidden_size``, or what ``"auto"`` resolved to).
     device_ : torch.device
         The device ``device`` resolved to.
     history_ : list of dict
@@ -199,7 +203,7 @@ class LSTMTransformer(
         self,
         architecture: str = "lstm",
         *,
-        hidden_size: int = 32,
+        hidden_size: int | str = 32,
         num_layers: int = 1,
         bidirectional: bool = False,
         dropout: float = 0.0,

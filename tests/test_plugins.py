@@ -104,6 +104,14 @@ def test_hook_that_raises_is_skipped(installed):
         (seqpipe.ArchitectureSpec("no_params", tiny_gru, test_params=()), "test_params"),
         (seqpipe.ArchitectureSpec("bad_lr", tiny_gru, default_lr=0.0), "default_lr must be"),
         (seqpipe.ArchitectureSpec("str_lr", tiny_gru, default_lr="1e-3"), "default_lr must be"),
+        (
+            seqpipe.ArchitectureSpec("zero_width", tiny_gru, default_hidden_size=0),
+            "default_hidden_size must be",
+        ),
+        (
+            seqpipe.ArchitectureSpec("float_width", tiny_gru, default_hidden_size=8.0),
+            "default_hidden_size must be",
+        ),
     ],
 )
 def test_malformed_spec_is_reported(installed, spec, match):

@@ -279,9 +279,16 @@ class BodyConfig:
         >>> BodyConfig.from_params(LSTMRegressor(hidden_size=8).get_params(), 3).hidden_size
         8
         """
+        hidden_size = params["hidden_size"]
+        if isinstance(hidden_size, str):
+            raise ValueError(
+                f"hidden_size={hidden_size!r} is resolved by the estimator at fit (its "
+                "`hidden_size_`); pass params with it resolved, e.g. with "
+                "ArchitectureSpec.resolved_hidden_size"
+            )
         return cls(
             input_size=input_size,
-            hidden_size=params["hidden_size"],
+            hidden_size=hidden_size,
             num_layers=params["num_layers"],
             bidirectional=params["bidirectional"],
             dropout=params["dropout"],
@@ -294,6 +301,9 @@ class BodyConfig:
 
 #: The learning rate ``lr="auto"`` uses for an architecture that declares none.
 DEFAULT_LR: float = 1e-3
+
+#: The width ``hidden_size="auto"`` uses for an architecture that declares none.
+DEFAULT_HIDDEN_SIZE: int = 32
 
 
 @dataclass(frozen=True)
@@ -322,6 +332,10 @@ class ArchitectureSpec:
         default) trains this architecture with; None means
         :data:`DEFAULT_LR` (1e-3, Adam's default, Kingma & Ba 2015). Declare the rate
         your architecture's paper or your measurements recommend.
+    default_hidden_size : int or None
+        The ``hidden_size`` an estimator with ``hidden_size="auto"``
+        (``LSTMClassifier``'s default) builds this architecture with; None means
+        :data:`DEFAULT_HIDDEN_SIZE` (32).
 
     Examples
     --------
@@ -338,7 +352,25 @@ class ArchitectureSpec:
     onnx_lowering: OnnxLowering | None = None
     test_params: tuple[Mapping[str, Any], ...] = ({},)
     default_lr: float | None = None
+    default_hidden_size: int | None = None
 
     def resolved_lr(self) -> float:
         """``default_lr``, or :data:`DEFAULT_LR` when the architecture declares none."""
         return DEFAULT_LR if self.default_lr is None else float(self.default_lr)
+
+    def resolved_hidden_size(self, hidden_size: int | str = "auto") -> int:
+        """An estimator's ``hidden_size``, with ``"auto"`` resolved for this architecture.
+
+        Examples
+        --------
+        >>> from torch import nn
+        >>> from seqpipe import ArchitectureSpec
+        >>> spec = ArchitectureSpec("my_rnn", lambda config: nn.Identity(), default_hidden_size=8)
+        >>> spec.resolved_hidden_size("auto"), spec.resolved_hidden_size(64)
+        (8, 64)
+        """
+        if not isinstance(hidden_size, str):
+            return int(hidden_size)
+        if self.default_hidden_size is None:
+            return DEFAULT_HIDDEN_SIZE
+        return int(self.default_hidden_size)

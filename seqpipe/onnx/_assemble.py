@@ -133,7 +133,9 @@ def assemble(
         )
     network = {
         "architecture": est.architecture,
-        "hidden_size": est.hidden_size,
+        # The width built (`hidden_size="auto"` resolved); pickles from before
+        # `hidden_size_` existed hold an int in `hidden_size`.
+        "hidden_size": getattr(est, "hidden_size_", est.hidden_size),
         "num_layers": est.num_layers,
         "bidirectional": bool(est.bidirectional),
         "activation": est.activation,
