@@ -319,6 +319,13 @@ class SequenceModelBase(BaseEstimator):
                     f"trained for the classes {np.asarray(old_classes).tolist()}, but y has "
                     f"the classes {np.asarray(targets.classes).tolist()}{how}"
                 )
+        built = getattr(self, "hidden_size_", None)  # None: pickled before it existed
+        if built is not None and self._resolve_hidden_size() != built:
+            raise ValueError(
+                f"warm_start=True continues training the fitted network, whose recurrent "
+                f"width is {built}, but hidden_size={self.hidden_size!r} (architecture "
+                f"{self.architecture!r}) asks for {self._resolve_hidden_size()}{how}"
+            )
         if targets.layout != self.target_layout_:
             raise ValueError(
                 f"warm_start=True continues training the fitted network, whose outputs are "
@@ -462,6 +469,8 @@ class SequenceModelBase(BaseEstimator):
             if reuse:
                 # A new list: the one of the previous fit stays intact if this one fails.
                 self.history_ = list(self.history_)
+                if not hasattr(self, "hidden_size_"):  # pickled before it existed: an int
+                    self.hidden_size_ = int(self.hidden_size)
             else:
                 # Kept, so a warm start or a rebuild sees the same length as the first fit.
                 self.max_timesteps_ = int(inputs.shape[1])

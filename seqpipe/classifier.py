@@ -40,9 +40,10 @@ class LSTMClassifier(ClassifierMixin, SequenceModelBase):
     hidden_size : int or "auto", default="auto"
         Units per recurrent layer and direction. ``"auto"``: the width the
         architecture declares (``ArchitectureSpec.default_hidden_size``; 32 when it
-        declares none): 8 for ``lstm_fcn``/``mlstm_fcn``, the authors' ``LSTM(8)``
-        (OSULeaf 0.92 with 32 cells, 0.97 with 8, ``bench/ucr.py``); 32 for the
-        others. The width built is ``hidden_size_``.
+        declares none): 8 for ``lstm_fcn``/``mlstm_fcn``, the default of the
+        authors' code (``lstm_fcn`` on OSULeaf: 0.919 with 32 cells, 0.971 with 8; on
+        ArrowHead 0.829 and 0.810, ``bench/ucr.py``); 32 for the others. The width
+        built is ``hidden_size_``.
     num_layers : int, default=1
         Stacked recurrent layers.
     bidirectional : bool, default=False

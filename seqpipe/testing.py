@@ -483,7 +483,7 @@ def check_grid_search(name: str, params: Mapping[str, Any]) -> None:
     where = _where(name, params)
     X = _data()
     y = X[:, :, 0].sum(axis=1)
-    hidden = int(params.get("hidden_size", 8))
+    hidden = get_architecture(name).resolved_hidden_size(params.get("hidden_size", 8))
     grid = {"architecture": [name], **{k: [v] for k, v in params.items()}}
     grid["hidden_size"] = [hidden, hidden + 2]
     search = GridSearchCV(LSTMRegressor(**TRAINING_PARAMS), grid, cv=2)

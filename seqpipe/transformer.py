@@ -33,7 +33,7 @@ class LSTMTransformer(
 
     ``fit`` trains the body with a temporary head (see ``task``); ``transform``
     returns the body's summary of each sequence (its last valid step), which has
-    ``hidden_size * (2 if bidirectional else 1)`` columns for the built-in
+    ``hidden_size_ * (2 if bidirectional else 1)`` columns for the built-in
     architectures (the body's ``output_size`` in general).
 
     Parameters

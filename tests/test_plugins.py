@@ -112,6 +112,14 @@ def test_hook_that_raises_is_skipped(installed):
             seqpipe.ArchitectureSpec("float_width", tiny_gru, default_hidden_size=8.0),
             "default_hidden_size must be",
         ),
+        (
+            seqpipe.ArchitectureSpec("bool_width", tiny_gru, default_hidden_size=True),
+            "default_hidden_size must be",
+        ),
+        (
+            seqpipe.ArchitectureSpec("str_width", tiny_gru, default_hidden_size="8"),
+            "default_hidden_size must be",
+        ),
     ],
 )
 def test_malformed_spec_is_reported(installed, spec, match):

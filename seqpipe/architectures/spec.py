@@ -223,6 +223,10 @@ class OnnxLowering:
 BodyBuilder = Callable[["BodyConfig"], "nn.Module"]
 
 
+#: The width ``hidden_size="auto"`` uses for an architecture that declares none.
+DEFAULT_HIDDEN_SIZE: int = 32
+
+
 @dataclass(frozen=True)
 class BodyConfig:
     """Hyperparameters the estimators pass to an architecture's ``build``.
@@ -254,7 +258,7 @@ class BodyConfig:
     """
 
     input_size: int
-    hidden_size: int = 32
+    hidden_size: int = DEFAULT_HIDDEN_SIZE
     num_layers: int = 1
     bidirectional: bool = False
     dropout: float = 0.0
@@ -272,6 +276,11 @@ class BodyConfig:
         cls, params: Mapping[str, Any], input_size: int, max_timesteps: int | None = None
     ) -> BodyConfig:
         """The config an estimator with ``params`` (its ``get_params()``) builds.
+
+        ``params["hidden_size"]`` must be the width built: an estimator resolves
+        ``"auto"`` at fit (``hidden_size_``), and
+        :meth:`ArchitectureSpec.resolved_hidden_size` does it for any params. An
+        unresolved ``"auto"`` is a ``ValueError``.
 
         Examples
         --------
@@ -301,9 +310,6 @@ class BodyConfig:
 
 #: The learning rate ``lr="auto"`` uses for an architecture that declares none.
 DEFAULT_LR: float = 1e-3
-
-#: The width ``hidden_size="auto"`` uses for an architecture that declares none.
-DEFAULT_HIDDEN_SIZE: int = 32
 
 
 @dataclass(frozen=True)
