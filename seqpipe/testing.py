@@ -123,6 +123,13 @@ _WEIGHTS_NOT_BITWISE = (
     "1e-5 (tests/test_sample_weight.py)"
 )
 
+_BLOBS_ARE_NOT_SERIES = (
+    _SHORTER_SEQUENCE_IS_VALID + "; and before that, at LSTMClassifier's default "
+    "local_scaling='standard', its 3-class blobs read as 2-step series z-normalize to "
+    "+-1 each, so the multiclass accuracy cannot reach 0.83 (the level is the class "
+    "there; tests/test_estimators.py runs the accuracy half with local_scaling=None)"
+)
+
 SKLEARN_EXPECTED_FAILED_CHECKS: Mapping[type, Mapping[str, str]] = {
     LSTMRegressor: {
         "check_n_features_in": _TWO_D_IS_SEQUENCE,
@@ -133,7 +140,7 @@ SKLEARN_EXPECTED_FAILED_CHECKS: Mapping[type, Mapping[str, str]] = {
     LSTMClassifier: {
         "check_n_features_in": _TWO_D_IS_SEQUENCE,
         "check_n_features_in_after_fitting": _TWO_D_IS_SEQUENCE,
-        "check_classifiers_train": _SHORTER_SEQUENCE_IS_VALID,
+        "check_classifiers_train": _BLOBS_ARE_NOT_SERIES,
         "check_estimators_partial_fit_n_features": _SHORTER_CHUNK_IS_VALID,
         "check_sample_weight_equivalence_on_dense_data": _WEIGHTS_NOT_BITWISE,
     },

@@ -103,6 +103,22 @@ def test_classifier_and_transformer_scale_inputs_only(tmp_path, cls):
     np.testing.assert_allclose(output(X * 3.0 + 100.0), output(X), atol=1e-5)
 
 
+def test_classifier_scales_each_series_by_default(tmp_path):
+    """The UCR convention: a series' level and amplitude do not change its class, and a
+    streaming export says how to get one (local_scaling=None)."""
+    from seqpipe.onnx import UnsupportedModelError
+
+    X, _ = _trend(n=8)
+    model = LSTMClassifier(**FAST).fit(X, np.arange(len(X)) % 2)
+    proba = model.predict_proba(X)
+    np.testing.assert_allclose(model.predict_proba(X * 5.0 - 40.0), proba, atol=1e-5)
+    with pytest.raises(UnsupportedModelError, match="local_scaling=None"):
+        export(model, tmp_path / "s.onnx", streaming=True)
+    assert not list(tmp_path.iterdir())
+    plain = LSTMClassifier(local_scaling=None, **FAST).fit(X, np.arange(len(X)) % 2)
+    assert not np.allclose(plain.predict_proba(X * 5.0 - 40.0), plain.predict_proba(X), atol=1e-5)
+
+
 def test_streaming_with_local_scaling_is_refused(tmp_path):
     from seqpipe.onnx import UnsupportedModelError
 

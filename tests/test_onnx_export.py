@@ -133,12 +133,19 @@ def assert_close(got: np.ndarray, expected: np.ndarray, rtol: float = 1e-4) -> N
     assert (diff <= rtol * np.maximum(1.0, np.abs(np.nan_to_num(expected)))).all(), diff.max()
 
 
+def _as_input(session: ort.InferenceSession, X: np.ndarray) -> np.ndarray:
+    """``X`` in the type the file declares: float64 where float32 would lose precision
+    (local scaling, the classifier's default), else float32."""
+    wide = session.get_inputs()[0].type == "tensor(double)"
+    return np.asarray(X, np.float64 if wide else np.float32)
+
+
 def assert_parity(model, path) -> None:
     """Bare onnxruntime vs the Python object on every input of :func:`_inputs`."""
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     names = [o.name for o in session.get_outputs()]
     for X in _inputs():
-        out = dict(zip(names, session.run(None, {"X": X}), strict=True))
+        out = dict(zip(names, session.run(None, {"X": _as_input(session, X)}), strict=True))
         if "probabilities" in out:
             proba = model.predict_proba(X)
             assert_close(out["probabilities"], proba)
@@ -174,7 +181,7 @@ def test_parity_every_architecture_mode_and_pipeline(tmp_path, arch, params, mod
     expected = model.transform(X[:2]) if mode == "transform" else model.predict(X[:2])
     key = {"transform": "features", "binary": "label", "multiclass": "label"}.get(mode, "y")
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    assert session.run([key], {"X": X[:2].astype(np.float32)})[0].shape == expected.shape
+    assert session.run([key], {"X": _as_input(session, X[:2])})[0].shape == expected.shape
 
 
 # --- lowering semantics, for every feature a body may declare -------------------------
@@ -469,7 +476,9 @@ def test_write_failure_removes_temp_file(tmp_path, monkeypatch):
 @pytest.mark.parametrize("mode", ["single", "per_step", "binary", "transform"])
 def test_streaming_export_equals_full_window(tmp_path, arch, mode):
     X, y = _data(mode)
-    est = _estimator(mode, arch, {"hidden_size": 5, "num_layers": 2}).fit(X, y)
+    # local_scaling=None: the classifier scales each window by default, which a stream cannot.
+    params = {"hidden_size": 5, "num_layers": 2, "local_scaling": None}
+    est = _estimator(mode, arch, params).fit(X, y)
     path = export(est, tmp_path / "s.onnx", streaming=True, **QUICK_VERIFY)
     model = runtime.load(path)
     assert [s["input"] for s in model.states][:2] == (

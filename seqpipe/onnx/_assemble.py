@@ -123,8 +123,9 @@ def assemble(
     if streaming and est.local_scaling:
         raise UnsupportedModelError(
             "streaming=True cannot be combined with local_scaling: each window is scaled by "
-            "its own statistics, which a stream fed step by step does not have yet; export "
-            "without streaming and predict on whole windows"
+            "its own statistics, which a stream fed step by step does not have yet; refit "
+            "with local_scaling=None (LSTMClassifier's default is 'standard') to stream, "
+            "or export without streaming and predict on whole windows"
         )
     if streaming and not lowering.streaming:
         raise UnsupportedModelError(
