@@ -42,7 +42,7 @@ class LSTMClassifier(ClassifierMixin, SequenceModelBase):
         architecture declares (``ArchitectureSpec.default_hidden_size``; 32 when it
         declares none): 8 for ``lstm_fcn``/``mlstm_fcn``, the default of the
         authors' code (``lstm_fcn`` on OSULeaf: 0.919 with 32 cells, 0.971 with 8; on
-        ArrowHead 0.829 and 0.810, ``bench/ucr.py``); 32 for the others. The width
+        ArrowHead 0.827 and 0.805, ``bench/ucr.py``); 32 for the others. The width
         built is ``hidden_size_``.
     num_layers : int, default=1
         Stacked recurrent layers.

@@ -97,8 +97,9 @@ _RECURRENT = ("lstm", "gru")
 #: The recurrent branch's width with ``hidden_size="auto"``: the default of the
 #: authors' code, ``LSTM(8)`` (github.com/titu1994/LSTM-FCN, e.g.
 #: ``OSU_Leaf_model.py``; their experiments also tried 64 and 128). Measured with
-#: ``bench/ucr.py``, 3 seeds: OSULeaf 0.919 with 32 cells, 0.971 with 8; ArrowHead
-#: 0.829 and 0.810; PickupGestureWiimoteZ 0.833 and 0.813 (see the README).
+#: ``bench/ucr.py``: OSULeaf 0.919 with 32 cells, 0.971 with 8 (3 seeds); ArrowHead
+#: 0.827 and 0.805 (6 seeds); PickupGestureWiimoteZ 0.833 and 0.813 (3 seeds, without
+#: per-series scaling; see the README).
 PAPER_LSTM_CELLS = 8
 
 
