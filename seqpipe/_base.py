@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import numbers
+import warnings
 from collections.abc import Iterator
 from typing import Any
 
@@ -29,7 +30,7 @@ from sklearn.utils.validation import _check_sample_weight, check_is_fitted
 
 from seqpipe._chunks import row_slices
 from seqpipe._devices import copy_to_cpu, resolve_device
-from seqpipe._local_scaling import LOCAL_SCALINGS, scale_windows, window_stats
+from seqpipe._local_scaling import LOCAL_SCALINGS, all_constant, scale_windows, window_stats
 from seqpipe._network import HEAD_ACTIVATIONS, Seq2SeqNetwork, SequenceNetwork
 from seqpipe._scaling import feature_stats
 from seqpipe._sequences import check_feature_names, check_sequences
@@ -188,6 +189,16 @@ class SequenceModelBase(BaseEstimator):
     ) -> LazyInputs:
         """Learn ``x_mean_``/``x_scale_`` on the training rows (weighted by
         ``weights``, see :func:`feature_stats`); the network's inputs."""
+        if self.local_scaling and all_constant(X[:n_train]):
+            warnings.warn(
+                f"local_scaling={self.local_scaling!r} scales each sequence by its own mean "
+                "and standard deviation, but every training sequence is constant (or one "
+                "step long), so every input becomes 0 and the network cannot tell them "
+                "apart; pass local_scaling=None to keep their levels (LSTMClassifier's "
+                "default is 'standard')",
+                UserWarning,
+                stacklevel=3,
+            )
         if self.scale_X:
             train_weights = None if weights is None else weights[:n_train]
             # The global statistics describe what the network sees: locally scaled

@@ -57,6 +57,28 @@ def _window_stats(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return center, np.where(std > 0, std, fallback)
 
 
+def all_constant(X: np.ndarray) -> bool:
+    """Whether every sequence is constant in every feature over its valid steps.
+
+    One-step sequences are. Local scaling then maps every input to 0, so a model
+    cannot tell such sequences apart.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> all_constant(np.array([[[1.0], [1.0]], [[5.0], [np.nan]]]))
+    True
+    >>> all_constant(np.array([[[1.0], [2.0]], [[5.0], [np.nan]]]))
+    False
+    """
+    X = np.asarray(X)
+    for rows in row_slices(X.shape):
+        chunk = np.asarray(X[rows], dtype=np.float64)
+        if (np.nanmax(chunk, axis=1) > np.nanmin(chunk, axis=1)).any():
+            return False
+    return True
+
+
 def scale_windows(X: np.ndarray, center: np.ndarray, scale: np.ndarray) -> np.ndarray:
     """``(X - center) / scale`` per sequence, float64; NaN padding stays NaN."""
     return (np.asarray(X, dtype=np.float64) - center[:, None, :]) / scale[:, None, :]

@@ -100,7 +100,12 @@ def _add_export(sub: Any) -> None:
     )
     p.add_argument("output", help="ONNX file to write (replaced atomically)")
     p.add_argument("--opset", type=int, default=None, help="ONNX opset (default 18)")
-    p.add_argument("--streaming", action="store_true", help="add recurrent state inputs/outputs")
+    p.add_argument(
+        "--streaming",
+        action="store_true",
+        help="add recurrent state inputs/outputs (needs a model fitted with local_scaling=None; "
+        "LSTMClassifier's default scales each whole window)",
+    )
     p.add_argument("--no-verify", action="store_true", help="skip the onnxruntime parity check")
     p.add_argument(
         "--quantize",

@@ -316,4 +316,10 @@ def test_streaming_export_is_refused_with_a_clear_message(tmp_path, arch):
     model = LSTMRegressor(arch, architecture_options=TINY, **FAST).fit(_data(n=8), np.zeros(8))
     with pytest.raises(UnsupportedModelError, match=rf"{arch}.*does not"):
         export(model, tmp_path / "s.onnx", streaming=True)
+    # A default classifier scales each series too; the architecture is what to
+    # report, as refitting with local_scaling=None would not make it stream.
+    clf = LSTMClassifier(arch, architecture_options=TINY, **FAST)
+    clf.fit(_data(n=8), np.arange(8) % 2)
+    with pytest.raises(UnsupportedModelError, match=rf"{arch}.*does not"):
+        export(clf, tmp_path / "c.onnx", streaming=True)
     assert not list(tmp_path.iterdir())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import warnings
 
 import numpy as np
 import pytest
@@ -163,3 +164,19 @@ def test_warm_start_refits_start_from_lr_again(schedule):
 def test_lr_schedule_is_validated():
     with pytest.raises(ValueError, match="lr_schedule"):
         LSTMRegressor(lr_schedule="step", **FAST).fit(*_trend(n=8))
+
+
+@pytest.mark.parametrize(
+    "X",
+    [np.arange(8.0).reshape(8, 1), np.repeat(np.arange(8.0)[:, None, None], 4, axis=1)],
+    ids=["one-step", "constant"],
+)
+def test_local_scaling_warns_when_every_sequence_becomes_zero(X):
+    y = np.arange(8) % 2
+    with pytest.warns(UserWarning, match="local_scaling=None"):
+        LSTMClassifier(**FAST).fit(X, y)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        LSTMClassifier(local_scaling=None, **FAST).fit(X, y)
+        X_varied = np.random.default_rng(0).normal(size=(8, 4, 1))
+        LSTMClassifier(**FAST).fit(X_varied, y)

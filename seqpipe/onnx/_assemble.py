@@ -120,17 +120,18 @@ def assemble(
 
     body = est.module_.body
     lowering = lowering_for(est.architecture)
+    # The architecture first: refitting without local scaling cannot make it stream.
+    if streaming and not lowering.streaming:
+        raise UnsupportedModelError(
+            f"streaming=True needs a lowering that declares streaming, but architecture "
+            f"{est.architecture!r} is lowered by {lowering.name!r}, which does not"
+        )
     if streaming and est.local_scaling:
         raise UnsupportedModelError(
             "streaming=True cannot be combined with local_scaling: each window is scaled by "
             "its own statistics, which a stream fed step by step does not have yet; refit "
             "with local_scaling=None (LSTMClassifier's default is 'standard') to stream, "
             "or export without streaming and predict on whole windows"
-        )
-    if streaming and not lowering.streaming:
-        raise UnsupportedModelError(
-            f"streaming=True needs a lowering that declares streaming, but architecture "
-            f"{est.architecture!r} is lowered by {lowering.name!r}, which does not"
         )
     network = {
         "architecture": est.architecture,

@@ -148,7 +148,7 @@ def export(
     >>> from seqpipe.preprocessing import SequenceScaler
     >>> rng = np.random.default_rng(0)
     >>> X = rng.normal(size=(30, 5, 2))
-    >>> y = np.where(X[:, :, 0].sum(axis=1) > 0, "up", "down")
+    >>> y = np.where(X[:, -1, 0] > X[:, 0, 0], "up", "down")
     >>> pipe = make_pipeline(SequenceScaler(), LSTMClassifier(hidden_size=4, epochs=2))
     >>> path = export(pipe.fit(X, y), os.path.join(tempfile.mkdtemp(), "clf.onnx"))
     >>> model = runtime.load(path)
