@@ -484,7 +484,7 @@ class SequenceModelBase(BaseEstimator):
                     self.hidden_size_ = int(self.hidden_size)
             else:
                 # Kept, so a warm start or a rebuild sees the same length as the first fit.
-                self.max_timesteps_ = int(inputs.shape[1])
+                self.max_timesteps_ = _longest(inputs, lengths)
                 self.hidden_size_ = self._resolve_hidden_size()
                 self.module_ = self._build_module(layout).to(self.device_)
                 self.history_ = []
@@ -613,7 +613,7 @@ class SequenceModelBase(BaseEstimator):
             self.lr_ = self._resolve_lr()
             if first:
                 torch.manual_seed(seed)  # fit's seed: the same initial network as fit
-                self.max_timesteps_ = int(inputs.shape[1])
+                self.max_timesteps_ = _longest(inputs, lengths)
                 self.hidden_size_ = self._resolve_hidden_size()
                 self.module_ = self._build_module(targets.layout).to(self.device_)
                 self.history_ = []
@@ -740,3 +740,9 @@ def _describe_layout(layout: TargetLayout) -> str:
     if layout.kind == "per_step":
         return f"{layout.n_outputs} output(s) per time step"
     return f"{layout.n_outputs} value(s) per sequence ({layout.kind} y)"
+
+
+def _longest(inputs: LazyInputs, lengths: np.ndarray | None) -> int:
+    """The longest training sequence: padding past every sequence's end is not part
+    of any (bodies size themselves by it, e.g. chrono initialization's ``T_max``)."""
+    return int(inputs.shape[1] if lengths is None or not len(lengths) else lengths.max())

@@ -98,3 +98,28 @@ def test_same_random_state_same_model(case, sequences):
     first = LSTMRegressor(architecture=name, **params, **FAST).fit(sequences, y)
     second = LSTMRegressor(architecture=name, **params, **FAST).fit(sequences, y)
     assert np.array_equal(first.predict(sequences), second.predict(sequences))
+
+
+@pytest.mark.parametrize("case", CASES, ids=case_id)
+@pytest.mark.parametrize("mode", ["single", "per_step", "classifier"])
+def test_extra_training_padding_trains_the_same_network(case, mode, sequences, rng):
+    """Padding past every sequence's end changes nothing in fit, not even rounding:
+    each batch is cut after its own longest sequence (so padding costs no time)."""
+    name, params = case
+    X = sequences.copy()
+    for row, length in enumerate(rng.integers(2, 8, size=len(X))):
+        X[row, length:] = np.nan
+    y = _targets(mode, np.nan_to_num(X), rng)
+    if mode == "per_step":
+        y[np.isnan(X[:, :, :1])] = np.nan
+    padded_X = np.concatenate([X, np.full((len(X), 20, X.shape[2]), np.nan)], axis=1)
+    padded_y = y
+    if mode == "per_step":
+        padded_y = np.concatenate([y, np.full((len(y), 20, 1), np.nan)], axis=1)
+    model = _make(mode, name, params).fit(X, y)
+    padded = _make(mode, name, params).fit(padded_X, padded_y)
+    assert [r["train_loss"] for r in padded.history_] == [r["train_loss"] for r in model.history_]
+    if mode == "classifier":
+        np.testing.assert_array_equal(padded.predict_proba(X), model.predict_proba(X))
+    else:
+        np.testing.assert_array_equal(padded.predict(X), model.predict(X))
