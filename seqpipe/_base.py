@@ -164,9 +164,15 @@ class SequenceModelBase(BaseEstimator):
             )
         return X, lengths
 
+    def _fitted_local_scaling(self) -> str | None:
+        """The ``local_scaling`` the network was trained with (``local_scaling_``):
+        what predict, partial_fit and export apply, whatever ``set_params`` changed
+        since. Models pickled before ``local_scaling_`` existed read the parameter."""
+        return getattr(self, "local_scaling_", self.local_scaling)
+
     def _locally_scaled(self, X: np.ndarray) -> np.ndarray:
-        """``X`` with each window scaled by its own statistics (``local_scaling``)."""
-        return scale_windows(X, *window_stats(X)) if self.local_scaling else X
+        """``X`` with each window scaled by its own statistics (``local_scaling_``)."""
+        return scale_windows(X, *window_stats(X)) if self._fitted_local_scaling() else X
 
     def _standardized(self, X: np.ndarray) -> np.ndarray:
         """What the network reads: standardized in float64, then float32, padding 0."""
@@ -189,6 +195,8 @@ class SequenceModelBase(BaseEstimator):
     ) -> LazyInputs:
         """Learn ``x_mean_``/``x_scale_`` on the training rows (weighted by
         ``weights``, see :func:`feature_stats`); the network's inputs."""
+        # First: everything below, and predict after it, scales as this fit does.
+        self.local_scaling_ = self.local_scaling
         if self.local_scaling and all_constant(X[:n_train]):
             warnings.warn(
                 f"local_scaling={self.local_scaling!r} scales each sequence by its own mean "
@@ -342,6 +350,17 @@ class SequenceModelBase(BaseEstimator):
                 f"warm_start=True continues training the fitted network, whose outputs are "
                 f"{_describe_layout(self.target_layout_)}, but y needs "
                 f"{_describe_layout(targets.layout)}{how}"
+            )
+        self._check_same_local_scaling("warm_start=True continues training", how)
+
+    def _check_same_local_scaling(self, doing: str, how: str) -> None:
+        """The network learned on inputs scaled one way; more training on inputs
+        scaled another way would silently mix the two."""
+        fitted = self._fitted_local_scaling()
+        if self.local_scaling != fitted:
+            raise ValueError(
+                f"{doing} the fitted network, which was trained with local_scaling="
+                f"{fitted!r}, but local_scaling={self.local_scaling!r} now{how}"
             )
 
     def _n_train(self, n: int) -> int:
@@ -551,6 +570,10 @@ class SequenceModelBase(BaseEstimator):
         _check_weight_split(weights, len(X))
         if not first:
             self._check_partial_layout(targets)
+            self._check_same_local_scaling(
+                "partial_fit continues training",
+                "; set it back, or fit to train a new network (the fitted model is unchanged)",
+            )
         callbacks = [clone(callback, safe=False) for callback in self.callbacks or ()]
         with self._all_or_nothing(in_place=True), self._torch_threads():
             if first:

@@ -138,6 +138,9 @@ class LSTMRegressor(RegressorMixin, SequenceModelBase):
         The learning rate used (``lr``, or what ``"auto"`` resolved to).
     hidden_size_ : int
         The recurrent width built (``hidden_size``, or what ``"auto"`` resolved to).
+    local_scaling_ : str or None
+        The ``local_scaling`` the network was trained with; ``predict``,
+        ``partial_fit`` and export follow it, whatever ``set_params`` changed since.
     history_ : list of dict
         Per-epoch ``train_loss`` (and ``valid_loss``), in scaled units.
     n_features_in_ : int
@@ -358,8 +361,8 @@ class LSTMRegressor(RegressorMixin, SequenceModelBase):
         return shape_predictions(raw, self.target_layout_, lengths)
 
     def _local_target_features(self, n_features: int, layout: TargetLayout) -> np.ndarray | None:
-        """Input feature of each target column (``local_scaling``), else None."""
-        if not self.local_scaling:
+        """Input feature of each target column (``local_scaling_``), else None."""
+        if not self._fitted_local_scaling():
             return None
         steps = 1
         per_step = layout.n_outputs

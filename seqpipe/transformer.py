@@ -147,6 +147,9 @@ class LSTMTransformer(
         The learning rate used (``lr``, or what ``"auto"`` resolved to).
     hidden_size_ : int
         The recurrent width built (``hidden_size``, or what ``"auto"`` resolved to).
+    local_scaling_ : str or None
+        The ``local_scaling`` the network was trained with; ``predict``,
+        ``partial_fit`` and export follow it, whatever ``set_params`` changed since.
     device_ : torch.device
         The device ``device`` resolved to.
     history_ : list of dict

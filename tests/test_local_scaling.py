@@ -180,3 +180,43 @@ def test_local_scaling_warns_when_every_sequence_becomes_zero(X):
         LSTMClassifier(local_scaling=None, **FAST).fit(X, y)
         X_varied = np.random.default_rng(0).normal(size=(8, 4, 1))
         LSTMClassifier(**FAST).fit(X_varied, y)
+
+
+def test_fitted_local_scaling_survives_set_params(tmp_path):
+    """What the network was trained with (local_scaling_) drives predict and export;
+    set_params changes only what the next fit does."""
+    X, y = _trend(n=24)
+    model = LSTMRegressor(local_scaling="standard", **FAST).fit(X, y[:, 0])
+    before = model.predict(X)
+    model.set_params(local_scaling=None)
+    assert model.local_scaling_ == "standard"
+    np.testing.assert_array_equal(model.predict(X), before)
+    loaded = runtime.load(export(model, tmp_path / "m.onnx", **QUICK))
+    assert json.loads(loaded.metadata["seqpipe.network"])["local_scaling"] == "standard"
+    np.testing.assert_allclose(loaded.predict(X), before, rtol=1e-4)
+    # the next fit follows the parameter
+    assert model.fit(X, y[:, 0]).local_scaling_ is None
+
+
+@pytest.mark.parametrize("how", ["warm_start", "partial_fit"])
+def test_more_training_with_other_local_scaling_is_refused(how):
+    """Training further on inputs scaled another way would mix two input
+    distributions in one network: an error naming both, and the model unchanged."""
+    X, y = _trend(n=24)
+    model = LSTMRegressor(local_scaling="standard", **FAST)
+    if how == "warm_start":
+        model.fit(X, y[:, 0])
+    else:
+        model.partial_fit(X, y[:, 0])
+    before = model.predict(X)
+    state = {k: v.clone() for k, v in model.module_.state_dict().items()}
+    model.set_params(local_scaling=None, warm_start=True)
+    with pytest.raises(ValueError, match=r"local_scaling='standard'.*local_scaling=None"):
+        if how == "warm_start":
+            model.fit(X, y[:, 0])
+        else:
+            model.partial_fit(X, y[:, 0])
+    np.testing.assert_array_equal(model.predict(X), before)
+    for k, v in model.module_.state_dict().items():
+        assert (v == state[k]).all()
+    assert model.local_scaling_ == "standard"

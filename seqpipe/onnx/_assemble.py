@@ -70,7 +70,7 @@ def needs_float64_input(plan: ExportPlan) -> bool:
     handful of distinct values).
     """
     est = plan.estimator
-    if est.local_scaling:
+    if est._fitted_local_scaling():
         return True
     own = Affine(np.asarray(est.x_mean_, float), np.asarray(est.x_scale_, float))
     steps = fold_steps([*plan.input_steps, own])
@@ -103,7 +103,7 @@ def assemble(
     own = Affine(np.asarray(est.x_mean_, float), np.asarray(est.x_scale_, float))
     local: tuple[str, str] | None = None
     final: Affine | None
-    if est.local_scaling:
+    if est._fitted_local_scaling():
         # Each window by its own statistics first, so the pipeline's steps cannot be
         # folded into the estimator's own scaling.
         h = _input_steps(g, x, fold_steps(list(plan.input_steps)), dtype)
@@ -126,7 +126,7 @@ def assemble(
             f"streaming=True needs a lowering that declares streaming, but architecture "
             f"{est.architecture!r} is lowered by {lowering.name!r}, which does not"
         )
-    if streaming and est.local_scaling:
+    if streaming and est._fitted_local_scaling():
         raise UnsupportedModelError(
             "streaming=True cannot be combined with local_scaling: each window is scaled by "
             "its own statistics, which a stream fed step by step does not have yet; refit "
@@ -146,7 +146,7 @@ def assemble(
         "head_layers": [int(u) for u in est.head_layers],
         "lowering": lowering.name,
         "lowering_traced": lowering.traced,
-        "local_scaling": est.local_scaling,
+        "local_scaling": est._fitted_local_scaling(),
         # A body that reads a fixed number of steps (lstm_fcn's dimension shuffle):
         # the runtime refuses longer sequences with the same message as Python.
         "max_timesteps": getattr(body, "max_timesteps", None),
