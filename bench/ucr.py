@@ -38,8 +38,11 @@ with a note.
 
 Usage: ``python bench/ucr.py [--quick] [--seeds 3] [--architectures lstm gru]
 [--sets ArrowHead OSULeaf] [--jobs 2] [--device cuda] [--data-dir ../shared/data/ucr]
-[--params '{"batch_size": 32}']``. ``--params`` overrides estimator parameters, to
-measure a setting against the defaults side by side.
+[--params '{"batch_size": 32}'] [--precision 32 bf16-mixed]``. ``--params`` overrides
+estimator parameters, to measure a setting against the defaults side by side.
+``--precision 32 bf16-mixed`` fits every model in float32 and in bfloat16 mixed
+precision, the two fits of a seed one after the other (with ``--jobs 2``, side by
+side under the same load), each precision a row of the table.
 ``--quick`` is a smoke run: one seed, ``epochs=2`` (``--epochs``), numbers meaningless.
 """
 
@@ -64,6 +67,7 @@ from sklearn.linear_model import RidgeCV
 
 import seqpipe
 from seqpipe import LSTMClassifier, LSTMRegressor
+from seqpipe._training import PRECISIONS
 from seqpipe.datasets import load_ts
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -140,13 +144,17 @@ def fit_one(
     seed: int,
     epochs: int | None,
     threads: int,
+    precision: str = "32",
     overrides: dict[str, Any] | None = None,
     device: str = "cpu",
 ) -> dict:
-    """One fit at the defaults (``epochs`` only for ``--quick``, ``overrides`` from
-    ``--params`` to measure another setting side by side); returns its figures."""
+    """One fit at the defaults (``epochs`` only for ``--quick``, ``precision`` from
+    ``--precision``, ``overrides`` from ``--params`` to measure another setting side
+    by side); returns its figures."""
     torch.set_num_threads(threads)  # again: a worker process starts with torch's default
     params: dict[str, Any] = {"torch_num_threads": threads, "device": device, **(overrides or {})}
+    if precision != "32":
+        params["precision"] = precision
     params["architecture"] = architecture
     params["random_state"] = seed
     if epochs is not None:
@@ -166,24 +174,34 @@ def fit_one(
     return {"score": score, "seconds": seconds, "epochs": int(estimator.n_epochs_)}
 
 
+#: One fit: the set, the architecture, the seed and the ``precision``.
+Job = tuple[Split, str, int, str]
+
+
+def row_name(architecture: str, precision: str) -> str:
+    """The table's name of a fit: the architecture, and its precision unless float32."""
+    return architecture if precision == "32" else f"{architecture}, {precision}"
+
+
 class Progress:
     """Prints each finished fit and the estimated time left."""
 
-    def __init__(self, jobs: list[tuple[Split, str, int]], parallel: int, epochs: int) -> None:
+    def __init__(self, jobs: list[Job], parallel: int, epochs: int) -> None:
         self.remaining = {id(job): job for job in jobs}
         self.total, self.done, self.parallel, self.epochs = len(jobs), 0, parallel, epochs
         self.rate: dict[str, list[float]] = defaultdict(list)  # s per sample-step-epoch
         self.started = time.perf_counter()
 
-    def report(self, job: tuple[Split, str, int], result: dict) -> None:
-        split, architecture, seed = job
+    def report(self, job: Job, result: dict) -> None:
+        split, architecture, seed, precision = job
         del self.remaining[id(job)]
         self.done += 1
-        head = f"[{self.done:3d}/{self.total}] {split.name} {architecture} seed {seed}:"
+        name = row_name(architecture, precision)
+        head = f"[{self.done:3d}/{self.total}] {split.name} {name} seed {seed}:"
         if "error" in result:
             print(f"{head} FAILED {result['error']}", flush=True)
             return
-        self.rate[architecture].append(result["seconds"] / (split.work * result["epochs"]))
+        self.rate[name].append(result["seconds"] / (split.work * result["epochs"]))
         metric = "accuracy" if split.task == "classification" else "RMSE"
         elapsed = time.perf_counter() - self.started
         print(
@@ -196,35 +214,36 @@ class Progress:
     def left(self) -> float:
         every = [r for rates in self.rate.values() for r in rates]
         seconds = 0.0
-        for split, architecture, _ in self.remaining.values():
-            rates = self.rate.get(architecture) or every
+        for split, architecture, _, precision in self.remaining.values():
+            rates = self.rate.get(row_name(architecture, precision)) or every
             seconds += float(np.mean(rates)) * split.work * self.epochs if rates else 0.0
         return seconds / self.parallel
 
 
-def run_fits(
-    jobs: list[tuple[Split, str, int]], args: argparse.Namespace
-) -> dict[tuple[str, str], list[dict]]:
-    results: dict[tuple[str, str], list[dict]] = defaultdict(list)
+def fit_arguments(job: Job, args: argparse.Namespace) -> tuple:
+    split, architecture, seed, precision = job
+    epochs, threads, params, device = args.epochs, args.threads, args.params, args.device
+    return (split, architecture, seed, epochs, threads, precision, params, device)
+
+
+def run_fits(jobs: list[Job], args: argparse.Namespace) -> dict[tuple[str, str, str], list[dict]]:
+    results: dict[tuple[str, str, str], list[dict]] = defaultdict(list)
     # Without --epochs every fit runs the estimator's default number of epochs (no
     # validation split, so no early stop): the estimate of the time left assumes it.
     default_epochs = LSTMClassifier().epochs
     progress = Progress(jobs, args.jobs, args.epochs or default_epochs)
     if args.jobs == 1:
         for job in jobs:
-            result = fit_one(*job, args.epochs, args.threads, args.params, args.device)
+            result = fit_one(*fit_arguments(job, args))
             progress.report(job, result)
-            results[job[0].name, job[1]].append(result)
+            results[job[0].name, job[1], job[3]].append(result)
         return results
     with ProcessPoolExecutor(args.jobs) as pool:
-        futures = [
-            (job, pool.submit(fit_one, *job, args.epochs, args.threads, args.params, args.device))
-            for job in jobs
-        ]
+        futures = [(job, pool.submit(fit_one, *fit_arguments(job, args))) for job in jobs]
         for job, future in futures:  # in submission order: the order of the table
             result = future.result()
             progress.report(job, result)
-            results[job[0].name, job[1]].append(result)
+            results[job[0].name, job[1], job[3]].append(result)
     return results
 
 
@@ -270,6 +289,14 @@ def main() -> None:
         help="estimator parameters to override, as JSON, e.g. '{\"batch_size\": 32}' "
         "(to measure a setting against the defaults; the table then is not the defaults')",
     )
+    parser.add_argument(
+        "--precision",
+        nargs="+",
+        default=["32"],
+        choices=sorted(PRECISIONS),
+        help="the estimators' precision; two values fit every model both ways, one "
+        "after the other (side by side with --jobs 2), each a row of the table",
+    )
     parser.add_argument("--jobs", type=int, default=1, help="fits run at once (processes)")
     parser.add_argument("--epochs", type=int, help="override epochs (default: 2 with --quick)")
     args = parser.parse_args()
@@ -287,7 +314,11 @@ def main() -> None:
     label = " QUICK SMOKE RUN: numbers meaningless, not the figures" if args.quick else ""
     setting = (
         "custom settings, not the documented run"
-        if args.seeds != 3 or args.epochs is not None or args.sets or args.params
+        if args.seeds != 3
+        or args.epochs is not None
+        or args.sets
+        or args.params
+        or args.precision != ["32"]
         else "full run"
     )
     print(
@@ -299,7 +330,7 @@ def main() -> None:
     )
     print(
         f"{args.seeds} seed(s), epochs {args.epochs or 'default'}; "
-        f"parameters {args.params or 'default'}; "
+        f"parameters {args.params or 'default'}; precision {'/'.join(args.precision)}; "
         f"architectures {architectures}{label}"
     )
     for name in args.architectures:
@@ -318,10 +349,19 @@ def main() -> None:
         )
     print()
 
-    jobs = [(s, a, seed) for s in splits for a in architectures for seed in range(args.seeds)]
+    # The precisions of one seed one after the other: with --jobs 2 they run side by
+    # side, under the same load.
+    jobs: list[Job] = [
+        (s, a, seed, p)
+        for s in splits
+        for a in architectures
+        for seed in range(args.seeds)
+        for p in args.precision
+    ]
     started = time.perf_counter()
     results = run_fits(jobs, args)
     elapsed = time.perf_counter() - started
+    variants = [(a, p) for a in architectures for p in args.precision]
 
     print(f"\n### Classification: test accuracy, {args.seeds} seed(s){label}\n")
     print(
@@ -332,8 +372,10 @@ def main() -> None:
     print("|" + " --- |" * 12)
     for split in (s for s in splits if s.task == "classification"):
         published = LSTM_FCN_PUBLISHED.get(split.name)
-        for architecture in architectures:
-            mean, spread, seconds, per_epoch, epochs = summary(results[split.name, architecture])
+        for architecture, precision in variants:
+            mean, spread, seconds, per_epoch, epochs = summary(
+                results[split.name, architecture, precision]
+            )
             ok = mean != "failed"
             beats = ("yes" if float(mean) > baseline[split.name] else "no") if ok else "-"
             close = (
@@ -342,7 +384,8 @@ def main() -> None:
                 else ("yes" if float(mean) >= published - 0.03 else "no")
             )
             print(
-                f"| {split.name} | {architecture} | {mean} | {spread} | {seconds} | {per_epoch} "
+                f"| {split.name} | {row_name(architecture, precision)} | {mean} | {spread} | "
+                f"{seconds} | {per_epoch} "
                 f"| {epochs} | {baseline[split.name]:.3f} | {beats} | "
                 f"{'n/a' if published is None else f'{published:.3f}'} | {close} | "
                 f"{fcn_mean(split.name)} |"
@@ -358,12 +401,13 @@ def main() -> None:
                 f"| {split.name} | RidgeCV (flattened) | {baseline[split.name]:.3f} "
                 "| - | - | - | - |"
             )
-            for architecture in architectures:
+            for architecture, precision in variants:
                 mean, spread, seconds, per_epoch, epochs = summary(
-                    results[split.name, architecture]
+                    results[split.name, architecture, precision]
                 )
                 print(
-                    f"| {split.name} | {architecture} | {mean} | {spread} | {seconds} | "
+                    f"| {split.name} | {row_name(architecture, precision)} | {mean} | {spread} | "
+                    f"{seconds} | "
                     f"{per_epoch} | {epochs} |"
                 )
     print(

@@ -37,10 +37,12 @@ from seqpipe._sequences import check_feature_names, check_sequences
 from seqpipe._targets import TargetLayout, Targets
 from seqpipe._training import (
     LR_SCHEDULES,
+    PRECISIONS,
     LazyInputs,
     LoopSettings,
     TensorData,
     batch_source,
+    check_precision,
     cross_entropy_loss,
     mse_loss,
     train_epochs,
@@ -100,6 +102,7 @@ class SequenceModelBase(BaseEstimator):
         "lr_schedule": [StrOptions(set(LR_SCHEDULES)), None],
         "random_state": ["random_state"],
         "device": [StrOptions({"cpu", "cuda", "auto"}), str, torch.device],
+        "precision": [StrOptions(set(PRECISIONS))],
         "verbose": ["verbose"],
         "warm_start": ["boolean"],
         "callbacks": [list, tuple, None],
@@ -484,6 +487,7 @@ class SequenceModelBase(BaseEstimator):
         ``n_train`` rows, validating on the rest; rows of zero weight take no part."""
         layout = targets.layout
         self.device_ = resolve_device(self.device)
+        check_precision(self.precision, self.device_)
         seed = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
         data = self._tensor_data(inputs, lengths, y, targets, weights)
         n = len(data)
@@ -532,6 +536,7 @@ class SequenceModelBase(BaseEstimator):
                     lr_schedule=self.lr_schedule,
                     stop_patience=None if stopper is None else stopper.patience,
                     non_finite_hint=self._non_finite_hint(),
+                    precision=self.precision,
                 ),
                 torch.Generator().manual_seed(seed),
                 self.history_,
@@ -625,6 +630,7 @@ class SequenceModelBase(BaseEstimator):
         """Build the network on the first call, then train one epoch at ``lr_``."""
         if first:
             self.device_ = resolve_device(self.device)
+        check_precision(self.precision, self.device_)
         seed = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
         n_done = len(self.history_) if not first else 0
         # Another shuffling order (and dropout mask) per call, still reproducible.
@@ -666,6 +672,7 @@ class SequenceModelBase(BaseEstimator):
                     shuffle=self.shuffle,
                     clip_grad_norm=self.clip_grad_norm,
                     non_finite_hint=self._non_finite_hint().replace(".fit ", ".partial_fit "),
+                    precision=self.precision,
                 ),
                 torch.Generator().manual_seed(epoch_seed),
                 self.history_,

@@ -237,6 +237,30 @@ def cross_entropy_loss(
 #: The values of the estimators' ``lr_schedule`` parameter.
 LR_SCHEDULES = ("plateau", "cosine")
 
+#: The values of the estimators' ``precision`` parameter (Lightning's names): the
+#: dtype the training forward pass computes in under ``torch.autocast``, None for
+#: float32 throughout.
+PRECISIONS: dict[str, torch.dtype | None] = {"32": None, "bf16-mixed": torch.bfloat16}
+
+
+def check_precision(precision: str, device: torch.device) -> None:
+    """Refuse a mixed precision the device cannot run.
+
+    Raises
+    ------
+    ValueError
+        ``"bf16-mixed"`` on a CUDA device without bfloat16 (before Ampere).
+    """
+    if precision == "bf16-mixed" and device.type == "cuda":
+        with torch.cuda.device(device):
+            supported = torch.cuda.is_bf16_supported()
+        if not supported:
+            raise ValueError(
+                f"precision='bf16-mixed' needs a GPU with bfloat16 (NVIDIA Ampere or "
+                f"newer), but {torch.cuda.get_device_name(device)} has none; use "
+                f"precision='32'"
+            )
+
 
 @dataclass
 class LoopSettings:
@@ -249,6 +273,8 @@ class LoopSettings:
     stop_patience: int | None = None
     #: What the user could change, appended to a non-finite loss error.
     non_finite_hint: str = ""
+    #: ``precision``: a key of :data:`PRECISIONS`.
+    precision: str = "32"
 
 
 class NonFiniteLossError(ValueError):
@@ -336,6 +362,13 @@ def train_epochs(
     scheduler = make_scheduler(
         settings.lr_schedule, optimizer, settings.epochs, settings.stop_patience
     )
+    # Mixed precision: only the forward pass runs under autocast (its matmuls and
+    # convolutions in bfloat16, reductions in float32); the loss, the gradients'
+    # clipping and the optimizer step stay float32, as do the weights (PyTorch's
+    # automatic mixed precision recipe). bfloat16 has float32's range, so no loss
+    # scaling is needed.
+    low = PRECISIONS[settings.precision]
+    device_type = train.X.device.type
     for callback in callbacks:
         callback.on_train_begin(estimator)
     for epoch in range(first_epoch, first_epoch + settings.epochs):
@@ -354,8 +387,9 @@ def train_epochs(
             batch = train.take(index)
             optimizer.zero_grad(set_to_none=True)
             inputs, target, mask = network_batch(batch)
-            output = module(inputs, batch.lengths)
-            loss = loss_fn(output, target, mask, batch.weight)
+            with torch.autocast(device_type, dtype=low or torch.float32, enabled=low is not None):
+                output = module(inputs, batch.lengths)
+            loss = loss_fn(output.float(), target, mask, batch.weight)
             loss.backward()
             if settings.clip_grad_norm is not None:
                 nn.utils.clip_grad_norm_(module.parameters(), settings.clip_grad_norm)

@@ -120,6 +120,16 @@ class LSTMClassifier(ClassifierMixin, SequenceModelBase):
         The caller's global torch RNG is left untouched.
     device : {"cpu", "cuda", "auto"} or torch.device, default="cpu"
         Where the network trains and predicts; ``"auto"`` picks CUDA when available.
+    precision : {"32", "bf16-mixed"}, default="32"
+        Arithmetic of training (PyTorch Lightning's names). ``"bf16-mixed"`` runs
+        the training forward pass under ``torch.autocast`` in bfloat16 (automatic
+        mixed precision: convolutions, matmuls and recurrent layers in bfloat16,
+        the loss, gradients, optimizer and weights in float32). Faster where the
+        hardware computes bfloat16 natively: CPUs with AMX or AVX-512 BF16 (Intel
+        Xeon since Sapphire Rapids) and NVIDIA GPUs since Ampere; elsewhere it
+        can be slower than ``"32"``. ``predict`` and exported files compute in
+        float32 either way. Raises ``ValueError`` in ``fit`` on a GPU without
+        bfloat16.
     verbose : int, default=0
         1 shows a tqdm progress bar over the epochs, 2 one line per epoch
         (:class:`seqpipe.callbacks.ProgressBar`).
@@ -240,6 +250,7 @@ class LSTMClassifier(ClassifierMixin, SequenceModelBase):
         lr_schedule: str | None = "cosine",
         random_state: int | np.random.RandomState | None = None,
         device: str = "cpu",
+        precision: str = "32",
         verbose: int = 0,
         warm_start: bool = False,
         callbacks: list[Callback] | None = None,
@@ -270,6 +281,7 @@ class LSTMClassifier(ClassifierMixin, SequenceModelBase):
         self.lr_schedule = lr_schedule
         self.random_state = random_state
         self.device = device
+        self.precision = precision
         self.verbose = verbose
         self.warm_start = warm_start
         self.callbacks = callbacks

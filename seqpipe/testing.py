@@ -63,6 +63,7 @@ __all__ = [
     "check_classifier_string_labels",
     "check_clone",
     "check_grid_search",
+    "check_mixed_precision",
     "check_onnx_parity",
     "check_pickle_roundtrip",
     "check_ragged_batch_matches_alone",
@@ -444,6 +445,24 @@ def check_transformer(name: str, params: Mapping[str, Any]) -> None:
     assert len(names) == width, f"{where}: {len(names)} feature names for {width} columns"
 
 
+def check_mixed_precision(name: str, params: Mapping[str, Any]) -> None:
+    """``precision="bf16-mixed"``: the body trains under ``torch.autocast`` (bfloat16),
+    ragged batches included; weights and predictions stay float32 and finite.
+
+    A body fails here when it mixes dtypes in one op (a float32 buffer written with a
+    bfloat16 result, a bfloat16 activation times a float32 weight outside autocast's
+    ops): cast to float32 inside the body where it needs to (seqpipe's hand-written
+    cells disable autocast around their time loops).
+    """
+    where = _where(name, params)
+    X = _data()
+    X[::3, 4:] = np.nan  # every third sequence ends after 4 steps
+    model = _estimator(LSTMRegressor, name, {**params, "precision": "bf16-mixed"})
+    _fit_and_check_output(model, X, np.nansum(X[:, :, 0], axis=1), (24,), where)
+    dtypes = {str(p.dtype) for p in model.module_.parameters()}
+    assert dtypes == {"torch.float32"}, f"{where}: parameters of dtype {sorted(dtypes)}"
+
+
 # --- sequences, copies and searches -----------------------------------------------------
 
 
@@ -644,6 +663,7 @@ CHECKS: tuple[Check, ...] = (
     check_regressor_per_step,
     check_classifier_string_labels,
     check_transformer,
+    check_mixed_precision,
     check_ragged_batch_matches_alone,
     check_clone,
     check_pickle_roundtrip,

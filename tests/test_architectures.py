@@ -6,6 +6,7 @@ import pickle
 
 import numpy as np
 import pytest
+import torch
 from conftest import architecture_cases, case_id
 from numpy.testing import assert_allclose
 from sklearn.base import clone
@@ -123,3 +124,29 @@ def test_extra_training_padding_trains_the_same_network(case, mode, sequences, r
         np.testing.assert_array_equal(padded.predict_proba(X), model.predict_proba(X))
     else:
         np.testing.assert_array_equal(padded.predict(X), model.predict(X))
+
+
+@pytest.mark.parametrize("case", CASES, ids=case_id)
+@pytest.mark.parametrize("mode", ["single", "classifier"])
+def test_bf16_mixed_training_follows_float32(case, mode, sequences, rng):
+    """precision="bf16-mixed" computes the forward pass in bfloat16 (the losses
+    differ from float32's in their low bits) and learns as float32 training does;
+    the weights and predict stay float32."""
+    name, params = case
+    y = _targets(mode, sequences, rng)
+    settings = {**params, "epochs": 6, "lr": 0.01}
+    full = _make(mode, name, settings).fit(sequences, y)
+    mixed = _make(mode, name, {**settings, "precision": "bf16-mixed"}).fit(sequences, y)
+    losses = [np.array([r["train_loss"] for r in m.history_]) for m in (full, mixed)]
+    assert not np.array_equal(*losses)
+    assert_allclose(losses[1], losses[0], rtol=0.1)
+    assert losses[1][-1] < losses[1][0]
+    assert {p.dtype for p in mixed.module_.parameters()} == {torch.float32}
+    assert _output(mixed, sequences).dtype != np.float16
+
+
+def test_precision_is_validated(sequences):
+    from sklearn.utils._param_validation import InvalidParameterError
+
+    with pytest.raises(InvalidParameterError, match="precision"):
+        LSTMRegressor(precision="16").fit(sequences, sequences[:, -1, 0])

@@ -90,6 +90,13 @@ def _reverse(x: Tensor, index: Tensor | None) -> Tensor:
     return x.reshape(-1, x.shape[-1]).index_select(0, index).view(x.shape)
 
 
+def _float_state(hx: Any) -> Any:
+    """An initial state (a tensor, a tuple of them, or None) in float32."""
+    if hx is None:
+        return None
+    return tuple(h.float() for h in hx) if isinstance(hx, tuple) else hx.float()
+
+
 class _CustomRecurrentBody(nn.Module):
     """Stacking, directions, parameters and the body contract shared by both cells."""
 
@@ -229,6 +236,13 @@ class _CustomRecurrentBody(nn.Module):
         return out, summarize(out, lengths, self.hidden_size, self.bidirectional)
 
     def _run(self, x: Tensor, lengths: Tensor | None, hx: Any, *, want_state: bool):
+        # Under autocast (precision="bf16-mixed") the hand-written time loops still
+        # compute in float32: they write into preallocated float32 buffers, and at
+        # these sizes their cost is per-step overhead, not arithmetic.
+        with torch.autocast(x.device.type, enabled=False):
+            return self._run_float32(x.float(), lengths, _float_state(hx), want_state)
+
+    def _run_float32(self, x: Tensor, lengths: Tensor | None, hx: Any, want_state: bool):
         batch, steps, _ = x.shape
         device = x.device
         rev_index = _reversal_index(lengths, steps, batch, device) if self.bidirectional else None
