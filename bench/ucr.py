@@ -300,6 +300,8 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=1, help="fits run at once (processes)")
     parser.add_argument("--epochs", type=int, help="override epochs (default: 2 with --quick)")
     args = parser.parse_args()
+    if args.params and "precision" in args.params:
+        parser.error("set precision with --precision (it labels the rows), not --params")
     if args.quick:
         args.seeds = 1
         args.epochs = args.epochs or 2

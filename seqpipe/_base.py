@@ -566,6 +566,11 @@ class SequenceModelBase(BaseEstimator):
                 f"set validation_fraction=0 (early stopping applies to fit only)"
             )
         first = not hasattr(self, "module_")
+        if not first:
+            self._check_same_local_scaling(
+                "partial_fit continues training",
+                "; set it back, or fit to train a new network (the fitted model is unchanged)",
+            )
         source = X
         X, lengths = self._validate_X(X, reset=first)
         targets = self._check_partial_targets(y, X, lengths, classes)
@@ -575,10 +580,6 @@ class SequenceModelBase(BaseEstimator):
         _check_weight_split(weights, len(X))
         if not first:
             self._check_partial_layout(targets)
-            self._check_same_local_scaling(
-                "partial_fit continues training",
-                "; set it back, or fit to train a new network (the fitted model is unchanged)",
-            )
         callbacks = [clone(callback, safe=False) for callback in self.callbacks or ()]
         with self._all_or_nothing(in_place=True), self._torch_threads():
             if first:
@@ -708,6 +709,12 @@ class SequenceModelBase(BaseEstimator):
                     out = np.empty((len(X), *result.shape[1:]), dtype=result.dtype)
                 out[start:stop] = result
         return out
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        # Parameters added since a model was pickled, at the value its training had:
+        # without them get_params (clone, repr, GridSearchCV) raises AttributeError.
+        state = {"precision": "32", **state}
+        super().__setstate__(state)
 
     def __getstate__(self) -> dict[str, Any]:
         state = super().__getstate__()

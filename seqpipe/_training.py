@@ -12,6 +12,7 @@ training memory is the input plus what a batch needs.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -251,10 +252,10 @@ def check_precision(precision: str, device: torch.device) -> None:
     ValueError
         ``"bf16-mixed"`` on a CUDA device without bfloat16 (before Ampere).
     """
+    # Compute capability 8 (Ampere) brought bfloat16 tensor cores; before it torch
+    # emulates bfloat16 (is_bf16_supported() says True by default), slower than float32.
     if precision == "bf16-mixed" and device.type == "cuda":
-        with torch.cuda.device(device):
-            supported = torch.cuda.is_bf16_supported()
-        if not supported:
+        if torch.cuda.get_device_capability(device)[0] < 8:
             raise ValueError(
                 f"precision='bf16-mixed' needs a GPU with bfloat16 (NVIDIA Ampere or "
                 f"newer), but {torch.cuda.get_device_name(device)} has none; use "
@@ -369,6 +370,13 @@ def train_epochs(
     # scaling is needed.
     low = PRECISIONS[settings.precision]
     device_type = train.X.device.type
+
+    def forward_precision() -> contextlib.AbstractContextManager:
+        # float32: no autocast context at all (one the caller set up stays in force).
+        if low is None:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type, dtype=low)
+
     for callback in callbacks:
         callback.on_train_begin(estimator)
     for epoch in range(first_epoch, first_epoch + settings.epochs):
@@ -387,7 +395,7 @@ def train_epochs(
             batch = train.take(index)
             optimizer.zero_grad(set_to_none=True)
             inputs, target, mask = network_batch(batch)
-            with torch.autocast(device_type, dtype=low or torch.float32, enabled=low is not None):
+            with forward_precision():
                 output = module(inputs, batch.lengths)
             loss = loss_fn(output.float(), target, mask, batch.weight)
             loss.backward()

@@ -104,16 +104,18 @@ class LSTMRegressor(RegressorMixin, SequenceModelBase):
     random_state : int, RandomState or None, default=None
         Seeds weight initialisation, shuffling and dropout: same seed, same model.
     device : {"cpu", "cuda", "auto"} or torch.device, default="cpu"
+        Where the network trains and predicts; ``"auto"`` picks CUDA when available.
     precision : {"32", "bf16-mixed"}, default="32"
         Arithmetic of training (PyTorch Lightning's names). ``"bf16-mixed"`` runs
         the training forward pass under ``torch.autocast`` in bfloat16 (automatic
-        mixed precision: convolutions, matmuls and recurrent layers in bfloat16,
-        the loss, gradients, optimizer and weights in float32). Faster where the
-        hardware computes bfloat16 natively: CPUs with AMX or AVX-512 BF16 (Intel
-        Xeon since Sapphire Rapids) and NVIDIA GPUs since Ampere; elsewhere it
-        can be slower than ``"32"``. ``predict`` and exported files compute in
-        float32 either way. Raises ``ValueError`` in ``fit`` on a GPU without
-        bfloat16.
+        mixed precision): convolutions, linear layers and ``nn.LSTM``/``nn.RNN``
+        compute in bfloat16 (``nn.GRU`` and seqpipe's hand-written cells stay
+        float32 on the CPU), while the loss, gradients, optimizer and weights are
+        float32. Faster where the hardware computes bfloat16 natively: CPUs with
+        AMX or AVX-512 BF16 (Intel Xeon since Sapphire Rapids) and NVIDIA GPUs
+        since Ampere; elsewhere it can be slower than ``"32"``. ``predict``,
+        exported files and ``history_``'s ``valid_loss`` compute in float32 either
+        way. Raises ``ValueError`` in ``fit`` on a GPU before Ampere.
     verbose : int, default=0
         1 shows a tqdm progress bar over the epochs, 2 one line per epoch
         (:class:`seqpipe.callbacks.ProgressBar`).
@@ -373,8 +375,9 @@ class LSTMRegressor(RegressorMixin, SequenceModelBase):
         return shape_predictions(raw, self.target_layout_, lengths)
 
     def _local_target_features(self, n_features: int, layout: TargetLayout) -> np.ndarray | None:
-        """Input feature of each target column (``local_scaling_``), else None."""
-        if not self._fitted_local_scaling():
+        """Input feature of each target column under ``local_scaling`` (the parameter:
+        fit calls this; predict reads what fit stored, ``local_target_features_``), else None."""
+        if not self.local_scaling:
             return None
         steps = 1
         per_step = layout.n_outputs

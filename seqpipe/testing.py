@@ -449,10 +449,10 @@ def check_mixed_precision(name: str, params: Mapping[str, Any]) -> None:
     """``precision="bf16-mixed"``: the body trains under ``torch.autocast`` (bfloat16),
     ragged batches included; weights and predictions stay float32 and finite.
 
-    A body fails here when it mixes dtypes in one op (a float32 buffer written with a
-    bfloat16 result, a bfloat16 activation times a float32 weight outside autocast's
-    ops): cast to float32 inside the body where it needs to (seqpipe's hand-written
-    cells disable autocast around their time loops).
+    A body fails here when it mixes float32 and bfloat16 in one operation that
+    autocast does not cast (a matmul inside a custom ``torch.autograd.Function``, an
+    ``out=`` buffer of the other dtype): cast to float32 inside the body where it
+    must (seqpipe's hand-written cells turn autocast off around their time loops).
     """
     where = _where(name, params)
     X = _data()

@@ -104,13 +104,14 @@ class LSTMTransformer(
     precision : {"32", "bf16-mixed"}, default="32"
         Arithmetic of training (PyTorch Lightning's names). ``"bf16-mixed"`` runs
         the training forward pass under ``torch.autocast`` in bfloat16 (automatic
-        mixed precision: convolutions, matmuls and recurrent layers in bfloat16,
-        the loss, gradients, optimizer and weights in float32). Faster where the
-        hardware computes bfloat16 natively: CPUs with AMX or AVX-512 BF16 (Intel
-        Xeon since Sapphire Rapids) and NVIDIA GPUs since Ampere; elsewhere it
-        can be slower than ``"32"``. ``predict`` and exported files compute in
-        float32 either way. Raises ``ValueError`` in ``fit`` on a GPU without
-        bfloat16.
+        mixed precision): convolutions, linear layers and ``nn.LSTM``/``nn.RNN``
+        compute in bfloat16 (``nn.GRU`` and seqpipe's hand-written cells stay
+        float32 on the CPU), while the loss, gradients, optimizer and weights are
+        float32. Faster where the hardware computes bfloat16 natively: CPUs with
+        AMX or AVX-512 BF16 (Intel Xeon since Sapphire Rapids) and NVIDIA GPUs
+        since Ampere; elsewhere it can be slower than ``"32"``. ``predict``,
+        exported files and ``history_``'s ``valid_loss`` compute in float32 either
+        way. Raises ``ValueError`` in ``fit`` on a GPU before Ampere.
     verbose : int, default=0
         1 shows a tqdm progress bar over the epochs, 2 one line per epoch
         (:class:`seqpipe.callbacks.ProgressBar`).

@@ -127,22 +127,27 @@ def test_extra_training_padding_trains_the_same_network(case, mode, sequences, r
 
 
 @pytest.mark.parametrize("case", CASES, ids=case_id)
-@pytest.mark.parametrize("mode", ["single", "classifier"])
+@pytest.mark.parametrize("mode", ["single", "classifier", "transformer"])
 def test_bf16_mixed_training_follows_float32(case, mode, sequences, rng):
     """precision="bf16-mixed" computes the forward pass in bfloat16 (the losses
-    differ from float32's in their low bits) and learns as float32 training does;
-    the weights and predict stay float32."""
+    differ from float32's in their low bits) and learns as float32 training does,
+    on ragged batches too; the weights and the outputs stay float32."""
     name, params = case
-    y = _targets(mode, sequences, rng)
+    X = sequences.copy()
+    X[::4, 5:] = np.nan
+    y = _targets(mode, np.nan_to_num(X), rng)
     settings = {**params, "epochs": 6, "lr": 0.01}
-    full = _make(mode, name, settings).fit(sequences, y)
-    mixed = _make(mode, name, {**settings, "precision": "bf16-mixed"}).fit(sequences, y)
+    full = _make(mode, name, settings).fit(X, y)
+    mixed = _make(mode, name, {**settings, "precision": "bf16-mixed"}).fit(X, y)
     losses = [np.array([r["train_loss"] for r in m.history_]) for m in (full, mixed)]
     assert not np.array_equal(*losses)
     assert_allclose(losses[1], losses[0], rtol=0.1)
     assert losses[1][-1] < losses[1][0]
     assert {p.dtype for p in mixed.module_.parameters()} == {torch.float32}
-    assert _output(mixed, sequences).dtype != np.float16
+    if mode == "classifier":
+        assert mixed.predict_proba(X).dtype == full.predict_proba(X).dtype == np.float64
+    else:
+        assert _output(mixed, X).dtype == _output(full, X).dtype
 
 
 def test_precision_is_validated(sequences):
@@ -150,3 +155,15 @@ def test_precision_is_validated(sequences):
 
     with pytest.raises(InvalidParameterError, match="precision"):
         LSTMRegressor(precision="16").fit(sequences, sequences[:, -1, 0])
+
+
+def test_models_pickled_before_precision_existed_load_as_float32(sequences):
+    model = LSTMRegressor(hidden_size=4, epochs=1, random_state=0)
+    model.fit(sequences, sequences[:, -1, 0])
+    state = model.__getstate__()
+    del state["precision"]  # as a pickle written before the parameter existed
+    old = LSTMRegressor.__new__(LSTMRegressor)
+    old.__setstate__(state)
+    assert old.get_params()["precision"] == "32"
+    assert np.array_equal(old.predict(sequences), model.predict(sequences))
+    clone(old)

@@ -15,10 +15,13 @@ from torch import nn
 
 import seqpipe
 from seqpipe import testing
+from seqpipe.architectures.padding import last_valid
 from seqpipe.testing import (
     CHECKS,
     check_architecture,
     check_body_contract,
+    check_mixed_precision,
+    check_regressor_single,
     check_sklearn_compatible,
     check_spec,
     parametrize_architecture_checks,
@@ -68,6 +71,37 @@ class BatchMixingBody(nn.Module):
         return out, last + last.mean(dim=0, keepdim=True)
 
 
+class _Project(torch.autograd.Function):
+    """``x @ w`` into a preallocated float32 buffer, as hand-written time loops do."""
+
+    @staticmethod
+    def forward(ctx, x, w):
+        ctx.save_for_backward(x, w)
+        out = x.new_empty(x.shape[0], w.shape[1], dtype=torch.float32)
+        return torch.mm(x, w, out=out)  # out= is outside autocast's casting
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, w = ctx.saved_tensors
+        return grad @ w.t(), x.t() @ grad
+
+
+class DtypeMixingBody(nn.Module):
+    """Fine in float32, broken under autocast: its custom Function multiplies the
+    bfloat16 output of a Linear into a float32 buffer."""
+
+    def __init__(self, config: seqpipe.BodyConfig) -> None:
+        super().__init__()
+        self.proj = nn.Linear(config.input_size, config.hidden_size)
+        self.weight = nn.Parameter(torch.eye(config.hidden_size))
+        self.output_size = config.hidden_size
+
+    def forward(self, x, lengths=None):
+        h = torch.tanh(self.proj(x))
+        out = _Project.apply(h.reshape(-1, h.shape[-1]), self.weight).view(h.shape)
+        return out, last_valid(out, lengths)
+
+
 class Plugin:
     @seqpipe.hookimpl
     def seqpipe_architectures(self):
@@ -75,6 +109,7 @@ class Plugin:
             seqpipe.ArchitectureSpec("leaky_gru", LeakyBody, test_params=({"hidden_size": 4},)),
             seqpipe.ArchitectureSpec("mixing_gru", BatchMixingBody, test_params=({},)),
             seqpipe.ArchitectureSpec("typo_params", LeakyBody, test_params=({"hiden_size": 4},)),
+            seqpipe.ArchitectureSpec("dtype_mixing", DtypeMixingBody, test_params=({},)),
         ]
 
 
@@ -101,6 +136,12 @@ def test_float32_invariance_checks_catch_samples_that_see_each_other(broken_plug
         architecture="rnn", hidden_size=6, num_layers=2, bidirectional=True, epochs=2
     )
     testing._check_batch_invariance(bidirectional_rnn)
+
+
+def test_mixed_precision_check_catches_a_body_that_mixes_dtypes(broken_plugin):
+    check_regressor_single("dtype_mixing", {})  # float32 training works
+    with pytest.raises(RuntimeError, match=r"dtype|BFloat16"):
+        check_mixed_precision("dtype_mixing", {})
 
 
 def test_spec_check_names_unknown_parameters(broken_plugin):

@@ -220,3 +220,16 @@ def test_more_training_with_other_local_scaling_is_refused(how):
     for k, v in model.module_.state_dict().items():
         assert (v == state[k]).all()
     assert model.local_scaling_ == "standard"
+
+
+def test_a_new_fit_follows_the_parameter_not_the_last_fit():
+    """fit checks its targets against the local_scaling it is about to use: a model
+    fitted with "standard" on parallel series refits with None on one target column
+    (which "standard" would call ambiguous), and back."""
+    X, y = _trend(n=24, features=2)
+    model = LSTMRegressor(local_scaling="standard", **FAST).fit(X, y)
+    model.set_params(local_scaling=None).fit(X, y[:, 0])
+    assert model.local_scaling_ is None and model.local_target_features_ is None
+    with pytest.raises(ValueError, match="ambiguous"):
+        model.set_params(local_scaling="standard").fit(X, y[:, 0])
+    assert model.local_scaling_ is None  # the failed fit left the model as it was

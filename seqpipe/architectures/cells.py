@@ -236,8 +236,11 @@ class _CustomRecurrentBody(nn.Module):
         return out, summarize(out, lengths, self.hidden_size, self.bidirectional)
 
     def _run(self, x: Tensor, lengths: Tensor | None, hx: Any, *, want_state: bool):
-        # Under autocast (precision="bf16-mixed") the hand-written time loops still
-        # compute in float32: they write into preallocated float32 buffers, and at
+        if not torch.is_autocast_enabled(x.device.type):
+            return self._run_float32(x, lengths, hx, want_state)
+        # Under autocast (precision="bf16-mixed") the hand-written time loops compute
+        # in float32: their per-step matmuls mix the float32 recurrent weights with
+        # the state, which autocast does not cast inside an autograd Function, and at
         # these sizes their cost is per-step overhead, not arithmetic.
         with torch.autocast(x.device.type, enabled=False):
             return self._run_float32(x.float(), lengths, _float_state(hx), want_state)
