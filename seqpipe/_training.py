@@ -368,15 +368,12 @@ def train_epochs(
     # clipping and the optimizer step stay float32, as do the weights (PyTorch's
     # automatic mixed precision recipe). bfloat16 has float32's range, so no loss
     # scaling is needed.
+    # float32: no autocast context at all (one the caller set up stays in force). One
+    # context object serves every batch: both kinds can be entered again after exit.
     low = PRECISIONS[settings.precision]
-    device_type = train.X.device.type
-
-    def forward_precision() -> contextlib.AbstractContextManager:
-        # float32: no autocast context at all (one the caller set up stays in force).
-        if low is None:
-            return contextlib.nullcontext()
-        return torch.autocast(device_type, dtype=low)
-
+    forward_precision = (
+        contextlib.nullcontext() if low is None else torch.autocast(train.X.device.type, dtype=low)
+    )
     for callback in callbacks:
         callback.on_train_begin(estimator)
     for epoch in range(first_epoch, first_epoch + settings.epochs):
@@ -395,7 +392,7 @@ def train_epochs(
             batch = train.take(index)
             optimizer.zero_grad(set_to_none=True)
             inputs, target, mask = network_batch(batch)
-            with forward_precision():
+            with forward_precision:
                 output = module(inputs, batch.lengths)
             loss = loss_fn(output.float(), target, mask, batch.weight)
             loss.backward()
