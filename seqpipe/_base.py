@@ -18,7 +18,7 @@ import contextlib
 import copy
 import numbers
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import numpy as np
@@ -72,6 +72,23 @@ _MULTI_TENSOR: dict[str, dict[str, bool]] = {
 
 #: Predict in chunks this large: bounded memory, near-full throughput.
 PREDICT_BATCH = 4096
+
+#: The parameters that shape the network ``fit`` builds. The fitted model keeps
+#: their values in ``network_params_`` (``hidden_size`` resolved): predict and export
+#: describe the network that exists, and ``set_params`` changes only the next fit
+#: that builds a new one (warm_start and partial_fit refuse a change).
+NETWORK_PARAMS: tuple[str, ...] = (
+    "architecture",
+    "hidden_size",
+    "num_layers",
+    "bidirectional",
+    "dropout",
+    "activation",
+    "recurrent_activation",
+    "architecture_options",
+    "head_layers",
+    "head_activation",
+)
 
 
 class SequenceModelBase(BaseEstimator):
@@ -173,6 +190,27 @@ class SequenceModelBase(BaseEstimator):
         since. Models pickled before ``local_scaling_`` existed read the parameter."""
         return getattr(self, "local_scaling_", self.local_scaling)
 
+    def _network_params(self) -> dict[str, Any]:
+        """The network the parameters ask for now (:data:`NETWORK_PARAMS`), with
+        ``hidden_size="auto"`` resolved for the architecture."""
+        return _network_record(self.get_params(deep=False), self._resolve_hidden_size())
+
+    def _check_same_network(self, doing: str, how: str) -> None:
+        """More training continues the network that exists: a changed parameter of
+        :data:`NETWORK_PARAMS` would otherwise be silently ignored."""
+        fitted, wanted = self.network_params_, self._network_params()
+        changed = [name for name in NETWORK_PARAMS if fitted[name] != wanted[name]]
+        if not changed:
+            return
+        built = ", ".join(f"{name}={fitted[name]!r}" for name in changed)
+        asked = ", ".join(f"{name}={wanted[name]!r}" for name in changed)
+        if "hidden_size" in changed and isinstance(self.hidden_size, str):
+            asked += f" (hidden_size={self.hidden_size!r} for architecture {self.architecture!r})"
+        raise ValueError(
+            f"{doing} the fitted network, which was built with {built}, but the "
+            f"parameters now ask for {asked}{how}"
+        )
+
     def _locally_scaled(self, X: np.ndarray) -> np.ndarray:
         """``X`` with each window scaled by its own statistics (``local_scaling_``)."""
         return scale_windows(X, *window_stats(X)) if self._fitted_local_scaling() else X
@@ -225,17 +263,15 @@ class SequenceModelBase(BaseEstimator):
         return None if lengths is None else torch.from_numpy(lengths)
 
     # --- building ----------------------------------------------------------------
-    def _body_config(self, input_size: int, max_timesteps: int | None = None) -> BodyConfig:
-        params = {**self.get_params(deep=False), "hidden_size": self.hidden_size_}
-        return BodyConfig.from_params(params, input_size, max_timesteps)
-
     def _build_module(self, layout: TargetLayout) -> torch.nn.Module:
-        spec = get_architecture(self.architecture)
-        body = spec.build(self._body_config(self.n_features_in_, self.max_timesteps_))
+        """The network of ``network_params_``, for ``n_features_in_`` features."""
+        network = self.network_params_
+        spec = get_architecture(network["architecture"])
+        body = spec.build(BodyConfig.from_params(network, self.n_features_in_, self.max_timesteps_))
         if not isinstance(getattr(body, "output_size", None), numbers.Integral):
             raise TypeError(
-                f"architecture {self.architecture!r} built {type(body).__name__} without an "
-                "integer `output_size` attribute, which the body contract requires"
+                f"architecture {network['architecture']!r} built {type(body).__name__} "
+                "without an integer `output_size` attribute, which the body contract requires"
             )
         if layout.kind == "horizon":
             horizon, *rest = layout.output_shape
@@ -244,8 +280,8 @@ class SequenceModelBase(BaseEstimator):
             body,
             layout.n_outputs,
             per_step=layout.per_step,
-            head_layers=tuple(self.head_layers),
-            head_activation=self.head_activation,
+            head_layers=network["head_layers"],
+            head_activation=network["head_activation"],
         )
 
     def _resolve_hidden_size(self) -> int:
@@ -341,13 +377,7 @@ class SequenceModelBase(BaseEstimator):
                     f"trained for the classes {np.asarray(old_classes).tolist()}, but y has "
                     f"the classes {np.asarray(targets.classes).tolist()}{how}"
                 )
-        built = getattr(self, "hidden_size_", None)  # None: pickled before it existed
-        if built is not None and self._resolve_hidden_size() != built:
-            raise ValueError(
-                f"warm_start=True continues training the fitted network, whose recurrent "
-                f"width is {built}, but hidden_size={self.hidden_size!r} (architecture "
-                f"{self.architecture!r}) asks for {self._resolve_hidden_size()}{how}"
-            )
+        self._check_same_network("warm_start=True continues training", how)
         if targets.layout != self.target_layout_:
             raise ValueError(
                 f"warm_start=True continues training the fitted network, whose outputs are "
@@ -503,12 +533,12 @@ class SequenceModelBase(BaseEstimator):
             if reuse:
                 # A new list: the one of the previous fit stays intact if this one fails.
                 self.history_ = list(self.history_)
-                if not hasattr(self, "hidden_size_"):  # pickled before it existed: an int
-                    self.hidden_size_ = int(self.hidden_size)
+                self.hidden_size_ = self.network_params_["hidden_size"]
             else:
                 # Kept, so a warm start or a rebuild sees the same length as the first fit.
                 self.max_timesteps_ = _longest(inputs, lengths)
-                self.hidden_size_ = self._resolve_hidden_size()
+                self.network_params_ = self._network_params()
+                self.hidden_size_ = self.network_params_["hidden_size"]
                 self.module_ = self._build_module(layout).to(self.device_)
                 self.history_ = []
             if not reuse or not hasattr(self, "optimizer_"):  # pickles from a GPU drop it
@@ -570,6 +600,10 @@ class SequenceModelBase(BaseEstimator):
             self._check_same_local_scaling(
                 "partial_fit continues training",
                 "; set it back, or fit to train a new network (the fitted model is unchanged)",
+            )
+            self._check_same_network(
+                "partial_fit continues training",
+                "; set them back, or fit to train a new network (the fitted model is unchanged)",
             )
         source = X
         X, lengths = self._validate_X(X, reset=first)
@@ -644,7 +678,8 @@ class SequenceModelBase(BaseEstimator):
             if first:
                 torch.manual_seed(seed)  # fit's seed: the same initial network as fit
                 self.max_timesteps_ = _longest(inputs, lengths)
-                self.hidden_size_ = self._resolve_hidden_size()
+                self.network_params_ = self._network_params()
+                self.hidden_size_ = self.network_params_["hidden_size"]
                 self.module_ = self._build_module(targets.layout).to(self.device_)
                 self.history_ = []
                 self.target_layout_ = targets.layout
@@ -714,6 +749,11 @@ class SequenceModelBase(BaseEstimator):
         # Parameters added since a model was pickled, at the value its training had:
         # without them get_params (clone, repr, GridSearchCV) raises AttributeError.
         state = {"precision": "32", **state}
+        if "module_" in state and "network_params_" not in state:
+            # Fitted before network_params_ existed: the parameters it was pickled
+            # with, and the width it built (an int hidden_size before hidden_size_).
+            width = state.get("hidden_size_", state["hidden_size"])
+            state["network_params_"] = _network_record(state, int(width))
         super().__setstate__(state)
 
     def __getstate__(self) -> dict[str, Any]:
@@ -725,6 +765,16 @@ class SequenceModelBase(BaseEstimator):
             state.pop("optimizer_", None)
             state["device_"] = torch.device("cpu")
         return state
+
+
+def _network_record(params: Mapping[str, Any], hidden_size: int) -> dict[str, Any]:
+    """The values of :data:`NETWORK_PARAMS` in ``params``, copied, with the width
+    built and the containers in one canonical form (for comparison and export)."""
+    record = {name: copy.deepcopy(params[name]) for name in NETWORK_PARAMS}
+    record["hidden_size"] = int(hidden_size)
+    record["architecture_options"] = dict(record["architecture_options"] or {})
+    record["head_layers"] = tuple(int(units) for units in record["head_layers"])
+    return record
 
 
 def _check_weight_split(weights: np.ndarray | None, n_train: int) -> None:

@@ -158,6 +158,13 @@ class LSTMTransformer(
         The learning rate used (``lr``, or what ``"auto"`` resolved to).
     hidden_size_ : int
         The recurrent width built (``hidden_size``, or what ``"auto"`` resolved to).
+    network_params_ : dict
+        The parameters the network was built with (``architecture``, ``hidden_size``
+        resolved, ``num_layers``, ``bidirectional``, ``dropout``, ``activation``,
+        ``recurrent_activation``, ``architecture_options``, ``head_layers``,
+        ``head_activation``). Export describes this network; ``set_params`` changes
+        only the next fit that builds a new one, and ``warm_start``/``partial_fit``
+        raise ValueError if any of them changed.
     local_scaling_ : str or None
         The ``local_scaling`` the network was trained with; ``predict``,
         ``partial_fit`` and export follow it, whatever ``set_params`` changed since.

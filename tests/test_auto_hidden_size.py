@@ -106,7 +106,7 @@ def test_warm_start_refuses_another_width(data):
     model = LSTMClassifier("lstm_fcn", architecture_options=FCN, epochs=1, warm_start=True)
     model.fit(X, y)
     before = [p.detach().clone() for p in model.module_.parameters()]
-    with pytest.raises(ValueError, match="recurrent width is 8, but hidden_size=16"):
+    with pytest.raises(ValueError, match="built with hidden_size=8, but the parameters now ask"):
         model.set_params(hidden_size=16).fit(X, y)
     assert all((a == b).all() for a, b in zip(before, model.module_.parameters(), strict=True))
     model.set_params(hidden_size=8).fit(X, y)  # "auto" and 8 are the same width

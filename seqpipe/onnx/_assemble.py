@@ -119,12 +119,15 @@ def assemble(
         h = _input_steps(g, x, explicit, dtype)
 
     body = est.module_.body
-    lowering = lowering_for(est.architecture)
+    # What the network was built with, whatever set_params changed since the fit.
+    built = est.network_params_
+    architecture = built["architecture"]
+    lowering = lowering_for(architecture)
     # The architecture first: refitting without local scaling cannot make it stream.
     if streaming and not lowering.streaming:
         raise UnsupportedModelError(
             f"streaming=True needs a lowering that declares streaming, but architecture "
-            f"{est.architecture!r} is lowered by {lowering.name!r}, which does not"
+            f"{architecture!r} is lowered by {lowering.name!r}, which does not"
         )
     if streaming and est._fitted_local_scaling():
         raise UnsupportedModelError(
@@ -134,16 +137,14 @@ def assemble(
             "or export without streaming and predict on whole windows"
         )
     network = {
-        "architecture": est.architecture,
-        # The width built (`hidden_size="auto"` resolved); pickles from before
-        # `hidden_size_` existed hold an int in `hidden_size`.
-        "hidden_size": getattr(est, "hidden_size_", est.hidden_size),
-        "num_layers": est.num_layers,
-        "bidirectional": bool(est.bidirectional),
-        "activation": est.activation,
-        "recurrent_activation": est.recurrent_activation,
+        "architecture": architecture,
+        "hidden_size": built["hidden_size"],  # the width built: "auto" resolved
+        "num_layers": built["num_layers"],
+        "bidirectional": bool(built["bidirectional"]),
+        "activation": built["activation"],
+        "recurrent_activation": built["recurrent_activation"],
         "head": type(est.module_).__name__,
-        "head_layers": [int(u) for u in est.head_layers],
+        "head_layers": list(built["head_layers"]),
         "lowering": lowering.name,
         "lowering_traced": lowering.traced,
         "local_scaling": est._fitted_local_scaling(),
@@ -169,7 +170,7 @@ def assemble(
         streaming=streaming,
         fill_optional_inputs=fill_optional_inputs,
     )
-    lowered = _lower(lowering, body, request, est.architecture)
+    lowered = _lower(lowering, body, request, architecture)
     sequence, summary = lowered.sequence, lowered.summary
 
     if isinstance(est, LSTMRegressor):

@@ -203,7 +203,7 @@ def build_metadata(plan: ExportPlan, assembled: AssembledGraph) -> dict[str, str
         fmt.KEY_VERSION: __version__,
         fmt.KEY_TASK: assembled.task,
         fmt.KEY_MODEL: plan.description,
-        fmt.KEY_ARCHITECTURE: str(est.architecture),
+        fmt.KEY_ARCHITECTURE: str(est.network_params_["architecture"]),
         fmt.KEY_N_FEATURES: str(n_features),
         fmt.KEY_OUTPUT_KIND: assembled.output_kind,
         fmt.KEY_INPUTS: json.dumps(inputs),
