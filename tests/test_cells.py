@@ -503,3 +503,61 @@ def test_estimator_with_relu_fits_predicts_pickles(name, params):
 
 def test_every_activation_is_covered_by_the_reference():
     assert set(NP_ACTIVATIONS) == set(ACTIVATIONS) == set(ONNX_ACTIVATIONS)
+
+
+# --- nn.GRU trained through the hand-written recurrence ------------------------------
+
+
+@pytest.mark.parametrize(
+    "num_layers, bidirectional, ragged",
+    [(1, False, False), (1, False, True), (2, True, True), (1, True, False)],
+)
+def test_gru_time_loop_trains_as_nn_gru(num_layers, bidirectional, ragged):
+    """The `gru` body's fast CPU training path computes nn.GRU's function and
+    gradients (packed for a ragged bidirectional batch), from nn.GRU's weights."""
+    from seqpipe.architectures.torch_rnn import TorchRecurrentBody, gru_time_loop_is_faster
+
+    torch.manual_seed(0)
+    config = BodyConfig(3, 5, num_layers=num_layers, bidirectional=bidirectional)
+    body = TorchRecurrentBody("gru", config)
+    x = torch.randn(4, 7, 3)
+    lengths = torch.tensor([7, 3, 5, 1]) if ragged else None
+    assert gru_time_loop_is_faster(x, 5)
+
+    def run(fast: bool):
+        body.zero_grad()
+        out, summary = body(x, lengths) if fast else _nn_gru_forward(body, x, lengths)
+        (summary.square().sum() + out[:, 0].sum()).backward()
+        return summary.detach(), [p.grad.clone() for p in body.parameters()]
+
+    fast_summary, fast_grads = run(True)
+    torch_summary, torch_grads = run(False)
+    assert_allclose(fast_summary.numpy(), torch_summary.numpy(), rtol=1e-5, atol=1e-6)
+    for fast, slow in zip(fast_grads, torch_grads, strict=True):
+        assert_allclose(fast.numpy(), slow.numpy(), rtol=1e-4, atol=1e-6)
+
+
+def _nn_gru_forward(body, x, lengths):
+    """TorchRecurrentBody.forward's nn.GRU branch, whatever the dispatch rule says."""
+    from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+    from seqpipe.architectures.padding import summarize
+
+    if lengths is not None and body.bidirectional:
+        packed = pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
+        out, _ = pad_packed_sequence(body.rnn(packed)[0], batch_first=True, total_length=x.shape[1])
+    else:
+        out, _ = body.rnn(x)
+    return out, summarize(out, lengths, body.hidden_size, body.bidirectional)
+
+
+def test_gru_time_loop_rule():
+    from seqpipe.architectures.torch_rnn import GRU_TIME_LOOP_MAX_WIDTH, gru_time_loop_is_faster
+
+    small, large = torch.zeros(8, 5, 1), torch.zeros(GRU_TIME_LOOP_MAX_WIDTH // 32 + 1, 5, 1)
+    assert gru_time_loop_is_faster(small, 32)
+    assert not gru_time_loop_is_faster(large, 32)  # wide batches: nn.GRU is faster
+    with torch.no_grad():
+        assert not gru_time_loop_is_faster(small, 32)  # inference: nn.GRU is faster
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # float32 in both (no bf16 CPU GRU)
+        assert gru_time_loop_is_faster(small, 32)

@@ -29,6 +29,27 @@ _RNN_NONLINEARITIES = ("tanh", "relu")
 GATED_OPTIONS: dict[str, object] = {"gate_bias_init": None}
 
 
+#: Training on the CPU, torch's ``nn.GRU`` (no oneDNN kernel, unlike ``nn.LSTM``)
+#: is slower than seqpipe's hand-written GRU recurrence up to about this many
+#: batch rows times hidden units, and faster beyond (``bench/cells.py --gru-sizes``:
+#: forward + backward, one thread, 2.4x faster at 8 x 32, 1.2x at 128 x 32, 0.7x at
+#: 256 x 64).
+GRU_TIME_LOOP_MAX_WIDTH = 4096
+
+
+def gru_time_loop_is_faster(x: torch.Tensor, hidden_size: int) -> bool:
+    """Whether :func:`~seqpipe.architectures.cells.gru_time_loop` computes this
+    call faster than ``nn.GRU``: training (gradients on) on the CPU, at most
+    :data:`GRU_TIME_LOOP_MAX_WIDTH` batch rows times hidden units. Inference stays
+    on ``nn.GRU``, which is faster there at every size measured. Both compute in
+    float32 under ``precision="bf16-mixed"`` (torch has no bfloat16 CPU GRU)."""
+    return (
+        torch.is_grad_enabled()
+        and x.device.type == "cpu"
+        and x.shape[0] * hidden_size <= GRU_TIME_LOOP_MAX_WIDTH
+    )
+
+
 class TorchRecurrentBody(nn.Module):
     """``nn.LSTM``/``nn.GRU``/``nn.RNN`` (batch first) behind the body contract.
 
@@ -59,7 +80,11 @@ class TorchRecurrentBody(nn.Module):
     def forward(
         self, x: torch.Tensor, lengths: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        if lengths is not None and self.bidirectional:
+        if self.kind == "gru" and gru_time_loop_is_faster(x, self.hidden_size):
+            from seqpipe.architectures import cells  # lazily, as _build does
+
+            out = cells.gru_time_loop(self.rnn, x, lengths, self.training)
+        elif lengths is not None and self.bidirectional:
             packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
             out, _ = self.rnn(packed)
             out, _ = pad_packed_sequence(out, batch_first=True, total_length=x.shape[1])
