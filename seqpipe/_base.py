@@ -603,7 +603,8 @@ class SequenceModelBase(BaseEstimator):
             )
             self._check_same_network(
                 "partial_fit continues training",
-                "; set them back, or fit to train a new network (the fitted model is unchanged)",
+                "; set the parameters back, or fit to train a new network (the fitted model is "
+                "unchanged)",
             )
         source = X
         X, lengths = self._validate_X(X, reset=first)

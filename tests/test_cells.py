@@ -522,7 +522,7 @@ def test_gru_time_loop_trains_as_nn_gru(num_layers, bidirectional, ragged):
     body = TorchRecurrentBody("gru", config)
     x = torch.randn(4, 7, 3)
     lengths = torch.tensor([7, 3, 5, 1]) if ragged else None
-    assert gru_time_loop_is_faster(x, 5)
+    assert gru_time_loop_is_faster(body.rnn, x)
 
     def run(fast: bool):
         body.zero_grad()
@@ -554,10 +554,38 @@ def _nn_gru_forward(body, x, lengths):
 def test_gru_time_loop_rule():
     from seqpipe.architectures.torch_rnn import GRU_TIME_LOOP_MAX_WIDTH, gru_time_loop_is_faster
 
+    rnn = nn.GRU(1, 32, batch_first=True)
     small, large = torch.zeros(8, 5, 1), torch.zeros(GRU_TIME_LOOP_MAX_WIDTH // 32 + 1, 5, 1)
-    assert gru_time_loop_is_faster(small, 32)
-    assert not gru_time_loop_is_faster(large, 32)  # wide batches: nn.GRU is faster
+    assert gru_time_loop_is_faster(rnn, small)
+    assert not gru_time_loop_is_faster(rnn, large)  # wide batches: nn.GRU is faster
     with torch.no_grad():
-        assert not gru_time_loop_is_faster(small, 32)  # inference: nn.GRU is faster
-    with torch.autocast("cpu", dtype=torch.bfloat16):  # float32 in both (no bf16 CPU GRU)
-        assert gru_time_loop_is_faster(small, 32)
+        assert not gru_time_loop_is_faster(rnn, small)  # inference: nn.GRU is faster
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # nn.GRU computes partly in bf16
+        assert not gru_time_loop_is_faster(rnn, small)
+    assert not gru_time_loop_is_faster(rnn.eval(), small)  # not a training step
+    rnn.train().register_forward_pre_hook(lambda module, args: None)
+    assert not gru_time_loop_is_faster(rnn, small)  # hooks would be skipped
+
+
+@pytest.mark.filterwarnings("ignore::torch.jit.TracerWarning")  # nn.GRU's own shape checks
+def test_gru_time_loop_keeps_nn_gru_hooks_and_traces():
+    """What reads or rewrites nn.GRU at call time still works: pruning (a pre-hook
+    that recomputes the weights), and a trace, which must not unroll a Python loop."""
+    from torch.nn.utils import prune
+
+    from seqpipe.architectures.torch_rnn import TorchRecurrentBody
+
+    torch.manual_seed(0)
+    body = TorchRecurrentBody("gru", BodyConfig(3, 5))
+    prune.l1_unstructured(body.rnn, "weight_hh_l0", 0.5)
+    optimizer = torch.optim.SGD(body.parameters(), lr=0.1)
+    for _ in range(2):  # the second step failed when the pruned weight was read stale
+        optimizer.zero_grad()
+        body(torch.randn(4, 6, 3))[1].sum().backward()
+        optimizer.step()
+    plain = TorchRecurrentBody("gru", BodyConfig(3, 5))
+    traced = torch.jit.trace(plain, torch.randn(2, 5, 3), check_trace=False)
+    longer = torch.randn(2, 11, 3)  # a trace of an unrolled loop would read 5 steps
+    with torch.no_grad():
+        expected = plain(longer)[1].numpy()
+    assert_allclose(traced(longer)[1].detach().numpy(), expected, rtol=1e-5, atol=1e-6)

@@ -528,9 +528,11 @@ def gru_time_loop(rnn: nn.GRU, x: Tensor, lengths: Tensor | None, training: bool
     """The per-step outputs of ``rnn`` (batch first) computed by :class:`GRURecurrence`.
 
     Equal to ``rnn(x)[0]`` up to float rounding at every valid step (for a
-    bidirectional ``rnn`` with ``lengths``: to the packed run's). Its hand-written
-    backward trains faster than torch's CPU GRU at small batches (see
-    :func:`seqpipe.architectures.torch_rnn.gru_time_loop_is_faster`).
+    bidirectional ``rnn`` with ``lengths``: to the packed run's; its padded steps
+    are not zeroed). Its hand-written backward trains faster than torch's CPU GRU
+    at small batches (see
+    :func:`seqpipe.architectures.torch_rnn.gru_time_loop_is_faster`); it is
+    differentiable once (no gradient of a gradient), and ``rnn``'s hooks do not run.
 
     Parameters
     ----------

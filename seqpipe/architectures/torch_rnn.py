@@ -32,21 +32,46 @@ GATED_OPTIONS: dict[str, object] = {"gate_bias_init": None}
 #: Training on the CPU, torch's ``nn.GRU`` (no oneDNN kernel, unlike ``nn.LSTM``)
 #: is slower than seqpipe's hand-written GRU recurrence up to about this many
 #: batch rows times hidden units, and faster beyond (``bench/cells.py --gru-sizes``:
-#: forward + backward, one thread, 2.4x faster at 8 x 32, 1.2x at 128 x 32, 0.7x at
+#: forward + backward, one thread, 2.5x faster at 8 x 32, 1.2x at 64 x 64, 0.84x at
 #: 256 x 64).
 GRU_TIME_LOOP_MAX_WIDTH = 4096
 
 
-def gru_time_loop_is_faster(x: torch.Tensor, hidden_size: int) -> bool:
-    """Whether :func:`~seqpipe.architectures.cells.gru_time_loop` computes this
-    call faster than ``nn.GRU``: training (gradients on) on the CPU, at most
-    :data:`GRU_TIME_LOOP_MAX_WIDTH` batch rows times hidden units. Inference stays
-    on ``nn.GRU``, which is faster there at every size measured. Both compute in
-    float32 under ``precision="bf16-mixed"`` (torch has no bfloat16 CPU GRU)."""
+def gru_time_loop_is_faster(rnn: nn.GRU, x: torch.Tensor) -> bool:
+    """Whether :func:`~seqpipe.architectures.cells.gru_time_loop` should run this
+    call of ``rnn`` instead of ``rnn`` itself: a training step (``rnn`` in training
+    mode, gradients on) on the CPU, in float32 (no autocast: ``nn.GRU`` computes
+    partly in bfloat16 under it), at most :data:`GRU_TIME_LOOP_MAX_WIDTH` batch rows
+    times hidden units, with no hooks on ``rnn`` (they would not run: pruning and
+    weight norm live in them) and no tracing (a trace would unroll the Python time
+    loop). Everything else, inference included, stays on ``nn.GRU``, which is also
+    the faster one at inference at every size measured."""
     return (
-        torch.is_grad_enabled()
+        # First: under a trace, the size test below would record a tensor comparison.
+        not torch.jit.is_tracing()
+        and not torch.compiler.is_compiling()
+        and rnn.training
+        and torch.is_grad_enabled()
         and x.device.type == "cpu"
-        and x.shape[0] * hidden_size <= GRU_TIME_LOOP_MAX_WIDTH
+        and not torch.is_autocast_enabled("cpu")
+        and x.shape[0] * rnn.hidden_size <= GRU_TIME_LOOP_MAX_WIDTH
+        and not _has_hooks(rnn)
+    )
+
+
+def _has_hooks(module: nn.Module) -> bool:
+    """Whether calling ``module`` runs forward or backward hooks of its own or global
+    ones, which :func:`gru_time_loop` (reading the parameters directly) would skip."""
+    hooks = nn.modules.module
+    return bool(
+        module._forward_hooks
+        or module._forward_pre_hooks
+        or module._backward_hooks
+        or module._backward_pre_hooks
+        or hooks._global_forward_hooks
+        or hooks._global_forward_pre_hooks
+        or hooks._global_backward_hooks
+        or hooks._global_backward_pre_hooks
     )
 
 
@@ -80,10 +105,10 @@ class TorchRecurrentBody(nn.Module):
     def forward(
         self, x: torch.Tensor, lengths: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        if self.kind == "gru" and gru_time_loop_is_faster(x, self.hidden_size):
+        if self.kind == "gru" and gru_time_loop_is_faster(self.rnn, x):
             from seqpipe.architectures import cells  # lazily, as _build does
 
-            out = cells.gru_time_loop(self.rnn, x, lengths, self.training)
+            out = cells.gru_time_loop(self.rnn, x, lengths, self.rnn.training)
         elif lengths is not None and self.bidirectional:
             packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
             out, _ = self.rnn(packed)
