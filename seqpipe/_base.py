@@ -72,13 +72,12 @@ _MULTI_TENSOR: dict[str, dict[str, bool]] = {
 
 #: Predict in chunks this large: bounded memory, near-full throughput.
 PREDICT_BATCH = 4096
-#: ...and of at most this many rows x time steps. Long series get small chunks, which
-#: ragged input needs (each chunk is cut after its longest series) and convolutions
-#: prefer (they stay in the CPU's caches); short series keep large ones, which the
-#: recurrent kernels prefer (per-step overhead). Measured on UCR sets, one thread:
-#: 2**15 to 2**18 all beat one padded pass; 2**16 was within noise of the best for
-#: lstm, gru and lstm_fcn on PLAID, ACSF1 and OSULeaf.
-PREDICT_STEPS = 65536
+#: ...and, on the CPU, of at most this many rows x time steps. Convolutions want
+#: small chunks (their activations stay in the caches), the recurrent kernels wide
+#: ones (their cost is per step); measured one thread on PLAID and OSULeaf's test
+#: sets, 2**15 was within noise of the best for both (lstm_fcn 2**13 to 2**15 alike,
+#: 1.4x slower at 2**16; gru 1.5x slower at 2**13).
+PREDICT_STEPS = 32768
 
 #: The parameters that shape the network ``fit`` builds. The fitted model keeps
 #: their values in ``network_params_`` (``hidden_size`` resolved): predict and export
@@ -730,36 +729,33 @@ class SequenceModelBase(BaseEstimator):
     ) -> np.ndarray:
         """The network's output for every row of validated ``X``, in row order.
 
-        Rows go through in chunks (memory is ``X`` plus one chunk). Ragged rows are
-        taken in order of length, and each chunk is cut after its own longest
-        sequence, as training cuts its batches: padding costs no time (PLAID's test
-        set, 537 series of 8 to 1000 steps, median 300: `lstm_fcn` 9.7 s -> 1.2 s).
-        Outputs per time step keep ``X``'s time axis; steps after a chunk's cut are
-        0, padding that the callers mask.
+        Rows go through in chunks (memory is ``X`` plus one chunk, see
+        :func:`_predict_chunks`). Ragged rows are taken in order of length, and each
+        chunk is cut after its own longest sequence, as training cuts its batches:
+        padding costs no time (``bench/ragged_predict.py``). Outputs per time step
+        keep ``X``'s time axis; steps after a chunk's cut are 0, padding that the
+        callers mask.
         """
         module = self.module_
         module.eval()
         run = module.encode if encode else module
         per_step = not encode and self.target_layout_.per_step
         n, steps = X.shape[:2]
-        rows = max(1, min(PREDICT_BATCH, row_slices(X.shape)[0].stop, PREDICT_STEPS // steps))
-        # Ragged: shortest first, so the rows of a chunk have similar lengths.
-        order = None if lengths is None else np.argsort(lengths, kind="stable")
+        max_rows = min(PREDICT_BATCH, row_slices(X.shape)[0].stop)
+        # The rows x steps cap is for CPU caches; a GPU wants its batches wide.
+        step_budget = PREDICT_STEPS if self.device_.type == "cpu" else None
         out: np.ndarray | None = None
         with torch.inference_mode(), self._torch_threads():
-            for start in range(0, n, rows):
-                if order is None:
-                    index: slice | np.ndarray = slice(start, start + rows)
+            for index in _predict_chunks(n, steps, lengths, max_rows, step_budget):
+                if isinstance(index, slice):
                     chunk_x, chunk_lengths = X[index], None
                 else:
-                    index = order[start : start + rows]
-                    chunk_lengths = lengths[index]
+                    chunk_lengths = lengths[index]  # type: ignore[index]
                     chunk_x = X[index, : max(1, int(chunk_lengths.max()))]
                 chunk = torch.from_numpy(self._network_input(chunk_x)).to(self.device_)
-                lengths_t = self._lengths_tensor(chunk_lengths)
-                result = run(chunk, lengths_t).cpu().numpy()
+                result = run(chunk, self._lengths_tensor(chunk_lengths)).cpu().numpy()
                 if out is None:
-                    if order is None and start + rows >= n:
+                    if isinstance(index, slice) and index.stop >= n:
                         return result  # one chunk: no copy
                     shape = (n, steps, *result.shape[2:]) if per_step else (n, *result.shape[1:])
                     # One output array, allocated once: keeping each chunk's small
@@ -771,7 +767,7 @@ class SequenceModelBase(BaseEstimator):
                     out[index, : result.shape[1]] = result
                 else:
                     out[index] = result
-        assert out is not None  # n >= 1: validated input has rows
+        assert out is not None  # validated input has at least one row
         return out
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -794,6 +790,43 @@ class SequenceModelBase(BaseEstimator):
             state.pop("optimizer_", None)
             state["device_"] = torch.device("cpu")
         return state
+
+
+def _predict_chunks(
+    n: int, steps: int, lengths: np.ndarray | None, max_rows: int, step_budget: int | None
+) -> Iterator[slice | np.ndarray]:
+    """The rows of each predict chunk: at most ``max_rows``, and at most
+    ``step_budget`` rows x time steps (None: no such cap).
+
+    Equal lengths (``lengths`` None): consecutive slices. Ragged: row indices in
+    order of length, and a chunk's steps are those of its longest row (its last),
+    so short rows share wide chunks and a few long ones do not narrow them.
+
+    Examples
+    --------
+    >>> [c for c in _predict_chunks(5, 4, None, 2, None)]
+    [slice(0, 2, None), slice(2, 4, None), slice(4, 5, None)]
+    >>> [c.tolist() for c in _predict_chunks(5, 9, np.array([9, 1, 2, 1, 3]), 4, 8)]
+    [[1, 3, 2], [4], [0]]
+    """
+    if lengths is None:
+        rows = max_rows if step_budget is None else max(1, min(max_rows, step_budget // steps))
+        for start in range(0, n, rows):
+            yield slice(start, min(start + rows, n))
+        return
+    order = np.argsort(lengths, kind="stable")
+    sorted_lengths = np.maximum(lengths[order], 1)
+    start = 0
+    while start < n:
+        window = sorted_lengths[start : start + max_rows]
+        rows = len(window)
+        if step_budget is not None:
+            # k rows cost k x the k-th length (sorted): increasing in k, so the
+            # chunks that fit are a prefix.
+            fits = np.arange(1, rows + 1) * window <= step_budget
+            rows = max(1, int(np.count_nonzero(fits)))
+        yield order[start : start + rows]
+        start += rows
 
 
 def _network_record(params: Mapping[str, Any], hidden_size: int) -> dict[str, Any]:
