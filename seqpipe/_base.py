@@ -47,6 +47,7 @@ from seqpipe._training import (
     mse_loss,
     train_epochs,
 )
+from seqpipe.architectures.layout import activation_name
 from seqpipe.architectures.spec import BodyConfig
 from seqpipe.callbacks import Callback, EarlyStopping, ProgressBar
 from seqpipe.plugins import get_architecture
@@ -205,7 +206,11 @@ class SequenceModelBase(BaseEstimator):
         """More training continues the network that exists: a changed parameter of
         :data:`NETWORK_PARAMS` would otherwise be silently ignored."""
         fitted, wanted = self.network_params_, self._network_params()
-        changed = [name for name in NETWORK_PARAMS if fitted[name] != wanted[name]]
+        changed = [
+            name
+            for name in NETWORK_PARAMS
+            if _comparable(name, fitted[name]) != _comparable(name, wanted[name])
+        ]
         if not changed:
             return
         built = ", ".join(f"{name}={fitted[name]!r}" for name in changed)
@@ -827,6 +832,22 @@ def _predict_chunks(
             rows = max(1, int(np.count_nonzero(fits)))
         yield order[start : start + rows]
         start += rows
+
+
+def _comparable(name: str, value: Any) -> Any:
+    """``value`` of network parameter ``name`` in a form where two spellings of the
+    same network compare equal: activations by their canonical name (None is
+    "linear"), and lists as tuples inside ``architecture_options``."""
+    if name in ("activation", "recurrent_activation"):
+        try:
+            return activation_name(value)
+        except ValueError:  # not ours to judge here: fit validates it
+            return value
+    if isinstance(value, Mapping):
+        return {key: _comparable(name, item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return tuple(_comparable(name, item) for item in value)
+    return value
 
 
 def _network_record(params: Mapping[str, Any], hidden_size: int) -> dict[str, Any]:

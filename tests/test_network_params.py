@@ -140,3 +140,19 @@ def test_models_pickled_before_network_params_existed(data, tmp_path):
         old.set_params(num_layers=1, warm_start=True).fit(X, y)
     old.set_params(num_layers=2).fit(X, y)  # the warm start records what it continued
     assert old.network_params_["num_layers"] == 2
+
+
+@pytest.mark.parametrize(
+    "built, same",
+    [
+        ({"activation": None}, {"activation": "linear"}),
+        (
+            {"architecture": "lstm_fcn", "architecture_options": {"filters": [4, 4, 4]}},
+            {"architecture": "lstm_fcn", "architecture_options": {"filters": (4, 4, 4)}},
+        ),
+    ],
+)
+def test_another_spelling_of_the_same_network_is_no_change(data, built, same):
+    X, y = data
+    model = LSTMClassifier(epochs=1, warm_start=True, random_state=0, **built).fit(X, y)
+    assert model.set_params(**same).fit(X, y).n_epochs_ == 2
