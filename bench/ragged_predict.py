@@ -11,9 +11,10 @@ for each architecture:
   directly under ``inference_mode``), and the largest difference between the two.
 
 Data: a ragged UCR set from ``../shared/data/ucr`` (``--set``, default PLAID: 537
-test series of 8 to 1000 steps, median 300), or with ``--synthetic`` (or when the
-folder is missing) 400 random series of 10 to 1000 steps. Each model is fitted one
-epoch on the training series (the network's speed does not depend on its weights).
+test series of 134 to 1000 steps, median 300), or with ``--synthetic`` 400 random
+series of 10 to 1000 steps. A set that is not there is an error, not a fallback.
+Each model is fitted one epoch on the training series (the network's speed does
+not depend on its weights).
 One torch thread, best of ``--rounds`` interleaved rounds; the load average is
 printed with the figures.
 
@@ -38,8 +39,13 @@ ARCHITECTURES = ("lstm", "gru", "lstm_fcn")
 
 
 def _data(args: argparse.Namespace) -> tuple[str, np.ndarray, np.ndarray, np.ndarray]:
-    train_path = DATA_DIR / f"{args.set}_TRAIN.ts"
-    if not args.synthetic and train_path.exists():
+    if not args.synthetic:
+        train_path = DATA_DIR / f"{args.set}_TRAIN.ts"
+        if not train_path.exists():
+            raise SystemExit(
+                f"no {train_path}: pass --set with a ragged set in {DATA_DIR} "
+                "(PLAID, PickupGestureWiimoteZ) or --synthetic for random series"
+            )
         train, test = load_ts(train_path), load_ts(DATA_DIR / f"{args.set}_TEST.ts")
         return args.set, train.data, train.target, test.data
     rng = np.random.default_rng(0)

@@ -156,3 +156,14 @@ def test_another_spelling_of_the_same_network_is_no_change(data, built, same):
     X, y = data
     model = LSTMClassifier(epochs=1, warm_start=True, random_state=0, **built).fit(X, y)
     assert model.set_params(**same).fit(X, y).n_epochs_ == 2
+
+
+def test_the_file_describes_options_dropout_and_head(data, tmp_path):
+    X, y = data
+    options = {"filters": (4, 4, 4), "lstm_dropout": 0.0}
+    model = LSTMClassifier(
+        "lstm_fcn", architecture_options=options, head_layers=(3,), head_activation="tanh", epochs=1
+    ).fit(X, y)
+    network = network_metadata(export(model, tmp_path / "m.onnx"))
+    assert network["architecture_options"] == {"filters": [4, 4, 4], "lstm_dropout": 0.0}
+    assert (network["dropout"], network["head_activation"]) == (0.0, "tanh")

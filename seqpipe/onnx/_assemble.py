@@ -22,6 +22,7 @@ float32, as the estimators' ``predict`` does.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -143,8 +144,12 @@ def assemble(
         "bidirectional": bool(built["bidirectional"]),
         "activation": built["activation"],
         "recurrent_activation": built["recurrent_activation"],
+        "dropout": built["dropout"],
+        # Plugin options may hold any Python value: JSON, with repr() for the rest.
+        "architecture_options": json.loads(json.dumps(built["architecture_options"], default=repr)),
         "head": type(est.module_).__name__,
         "head_layers": list(built["head_layers"]),
+        "head_activation": built["head_activation"],
         "lowering": lowering.name,
         "lowering_traced": lowering.traced,
         "local_scaling": est._fitted_local_scaling(),
