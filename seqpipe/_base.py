@@ -28,7 +28,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted
 
-from seqpipe._chunks import row_slices
+from seqpipe._chunks import length_sorted_chunks, row_slices
 from seqpipe._devices import copy_to_cpu, resolve_device
 from seqpipe._local_scaling import LOCAL_SCALINGS, all_constant, scale_windows, window_stats
 from seqpipe._network import HEAD_ACTIVATIONS, Seq2SeqNetwork, SequenceNetwork
@@ -735,8 +735,9 @@ class SequenceModelBase(BaseEstimator):
         """The network's output for every row of validated ``X``, in row order.
 
         Rows go through in chunks (memory is ``X`` plus one chunk, see
-        :func:`_predict_chunks`). Ragged rows are taken in order of length, and each
-        chunk is cut after its own longest sequence, as training cuts its batches:
+        :func:`~seqpipe._chunks.length_sorted_chunks`). Ragged rows are taken in order
+        of length, and each chunk is cut after its own longest sequence, as training
+        cuts its batches:
         padding costs no time (``bench/ragged_predict.py``). Outputs per time step
         keep ``X``'s time axis; steps after a chunk's cut are 0, padding that the
         callers mask.
@@ -751,7 +752,7 @@ class SequenceModelBase(BaseEstimator):
         step_budget = PREDICT_STEPS if self.device_.type == "cpu" else None
         out: np.ndarray | None = None
         with torch.inference_mode(), self._torch_threads():
-            for index in _predict_chunks(n, steps, lengths, max_rows, step_budget):
+            for index in length_sorted_chunks(n, steps, lengths, max_rows, step_budget):
                 if isinstance(index, slice):
                     chunk_x, chunk_lengths = X[index], None
                 else:
@@ -795,43 +796,6 @@ class SequenceModelBase(BaseEstimator):
             state.pop("optimizer_", None)
             state["device_"] = torch.device("cpu")
         return state
-
-
-def _predict_chunks(
-    n: int, steps: int, lengths: np.ndarray | None, max_rows: int, step_budget: int | None
-) -> Iterator[slice | np.ndarray]:
-    """The rows of each predict chunk: at most ``max_rows``, and at most
-    ``step_budget`` rows x time steps (None: no such cap).
-
-    Equal lengths (``lengths`` None): consecutive slices. Ragged: row indices in
-    order of length, and a chunk's steps are those of its longest row (its last),
-    so short rows share wide chunks and a few long ones do not narrow them.
-
-    Examples
-    --------
-    >>> [c for c in _predict_chunks(5, 4, None, 2, None)]
-    [slice(0, 2, None), slice(2, 4, None), slice(4, 5, None)]
-    >>> [c.tolist() for c in _predict_chunks(5, 9, np.array([9, 1, 2, 1, 3]), 4, 8)]
-    [[1, 3, 2], [4], [0]]
-    """
-    if lengths is None:
-        rows = max_rows if step_budget is None else max(1, min(max_rows, step_budget // steps))
-        for start in range(0, n, rows):
-            yield slice(start, min(start + rows, n))
-        return
-    order = np.argsort(lengths, kind="stable")
-    sorted_lengths = np.maximum(lengths[order], 1)
-    start = 0
-    while start < n:
-        window = sorted_lengths[start : start + max_rows]
-        rows = len(window)
-        if step_budget is not None:
-            # k rows cost k x the k-th length (sorted): increasing in k, so the
-            # chunks that fit are a prefix.
-            fits = np.arange(1, rows + 1) * window <= step_budget
-            rows = max(1, int(np.count_nonzero(fits)))
-        yield order[start : start + rows]
-        start += rows
 
 
 def _comparable(name: str, value: Any) -> Any:

@@ -38,6 +38,7 @@ import numpy as np
 import onnxruntime as ort
 
 from seqpipe import _format as fmt
+from seqpipe._chunks import length_sorted_chunks
 from seqpipe._file_contract import FileContract, read_contract
 from seqpipe._runtime_checks import CPU, check_batch, resolve_providers, wants_cuda
 from seqpipe._session_cache import (
@@ -327,6 +328,15 @@ def _new_session(
     )
 
 
+#: A ragged batch of at least this many rows runs in chunks of rows of similar
+#: length, each cut after its longest sequence (as the estimators' predict does):
+#: padding then costs no time. Smaller batches, the usual serving request, and
+#: batches without padding keep their one call.
+RAGGED_MIN_ROWS = 32
+#: ...of at most this many rows x time steps each (see seqpipe._base.PREDICT_STEPS).
+RAGGED_CHUNK_STEPS = 32768
+
+
 class OnnxSequenceModel:
     """An exported model, ready to predict. Made by :func:`load`.
 
@@ -425,6 +435,12 @@ class OnnxSequenceModel:
         self._input = self.input_name
         self._run = session.run
         self._labels = None if self.classes_ is None else self.classes_.dtype
+        # Outputs with a time axis (a symbolic second dimension): per-step regression.
+        self._per_step = {
+            node.name
+            for node in session.get_outputs()
+            if len(node.shape) >= 3 and isinstance(node.shape[1], str)
+        }
 
     def __reduce__(self) -> tuple[Any, ...]:
         if self._source is None:
@@ -485,6 +501,35 @@ class OnnxSequenceModel:
             feeds[state["input"]] = np.zeros((1, X.shape[0], state["shape"][2]), np.float32)
         return feeds
 
+    def _run_rows(self, names: list[str], X: np.ndarray) -> list[np.ndarray]:
+        """The outputs ``names`` for validated ``X``: one run, or for a ragged batch of
+        at least :data:`RAGGED_MIN_ROWS` rows, length-sorted chunks each cut after
+        its longest sequence, put back in row order (per-step outputs NaN after
+        each sequence's end, as the graph writes them)."""
+        n, steps = X.shape[:2]
+        # Padding is trailing: a batch without NaN at its last step has none.
+        if n < RAGGED_MIN_ROWS or self.states or not np.isnan(X[:, -1]).any():
+            return self._run(names, self._feeds(X))
+        observed = ~np.isnan(X).all(axis=2)
+        lengths = steps - np.argmax(observed[:, ::-1], axis=1)
+        outs: list[np.ndarray] = []
+        for index in length_sorted_chunks(n, steps, lengths, n, RAGGED_CHUNK_STEPS):
+            width = max(1, int(lengths[index].max()))
+            results = self._run(names, self._feeds(np.ascontiguousarray(X[index, :width])))
+            if not outs:
+                for name, result in zip(names, results, strict=True):
+                    if name in self._per_step:
+                        shape = (n, steps, *result.shape[2:])
+                        outs.append(np.full(shape, np.nan, dtype=result.dtype))
+                    else:
+                        outs.append(np.empty((n, *result.shape[1:]), dtype=result.dtype))
+            for name, out, result in zip(names, outs, results, strict=True):
+                if name in self._per_step:
+                    out[index, :width] = result
+                else:
+                    out[index] = result
+        return outs
+
     def predict(self, X: Any) -> np.ndarray:
         """Predictions, shaped as the estimator's ``predict`` returns them.
 
@@ -501,12 +546,14 @@ class OnnxSequenceModel:
             return self._predict_other(X)
         # The hot path (a regression file), kept to one check and one run.
         X = check_batch(X, self.n_features_in_, self.input_dtype, self._shortest_fit)
+        if len(X) >= RAGGED_MIN_ROWS:
+            return self._run_rows(self._main, X)[0]
         return self._run(self._main, {self._input: X})[0]
 
     def _predict_other(self, X: Any) -> np.ndarray:
         if self.task == fmt.TASK_TRANSFORM:
             return self.transform(X)
-        out = self._run(self._main, self._feeds(self._checked(X)))[0]
+        out = self._run_rows(self._main, self._checked(X))[0]
         return out if self._labels is None else out.astype(self._labels, copy=False)
 
     def predict_proba(self, X: Any) -> np.ndarray:
@@ -516,7 +563,7 @@ class OnnxSequenceModel:
                 f"predict_proba is only available for classifiers; this model's task is "
                 f"{self.task!r}"
             )
-        return self._run(self._proba, self._feeds(self._checked(X)))[0]
+        return self._run_rows(self._proba, self._checked(X))[0]
 
     def transform(self, X: Any) -> np.ndarray:
         """Each sequence's encoding ``(n, n_features_out)`` (LSTMTransformer files);
@@ -528,7 +575,7 @@ class OnnxSequenceModel:
             )
         float32 = getattr(X, "dtype", None) == np.float32
         X = self._checked(X)
-        out = self._run(self._main, self._feeds(X))[0]
+        out = self._run_rows(self._main, X)[0]
         return out if float32 else out.astype(np.float64)
 
     def run(self, X: Any) -> dict[str, np.ndarray]:

@@ -75,3 +75,71 @@ def test_per_step_outputs_keep_the_time_axis_and_nan_padding(ragged, monkeypatch
             rtol=1e-5,
             atol=1e-6,
         )
+
+
+# --- the exported file: seqpipe.runtime chunks large ragged batches the same way ------
+
+
+@pytest.fixture
+def many_ragged():
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(40, 12, 2))
+    lengths = rng.integers(2, 13, size=len(X))
+    lengths[0] = 12
+    for row, length in zip(X, lengths, strict=True):
+        row[length:] = np.nan
+    return X, lengths
+
+
+@pytest.mark.parametrize("chunk_steps", [1, 50, 32768])
+@pytest.mark.parametrize(
+    "make, method",
+    [
+        (
+            lambda X, y: LSTMClassifier("lstm", epochs=2, random_state=0).fit(X, y > 0),
+            "predict_proba",
+        ),
+        (lambda X, y: LSTMClassifier("gru", epochs=2, random_state=0).fit(X, y > 0), "predict"),
+        (
+            lambda X, y: LSTMRegressor(
+                "lstm_fcn", epochs=2, random_state=0, architecture_options={"filters": (4, 4, 4)}
+            ).fit(X, y),
+            "predict",
+        ),
+        (lambda X, y: LSTMTransformer("lstm", epochs=2, random_state=0).fit(X), "transform"),
+    ],
+    ids=["classifier-proba", "classifier-labels", "regressor-lstm_fcn", "transformer"],
+)
+def test_runtime_chunks_a_large_ragged_batch_like_predict(
+    many_ragged, tmp_path, monkeypatch, chunk_steps, make, method
+):
+    from seqpipe import runtime
+    from seqpipe.onnx import export
+
+    X, _ = many_ragged
+    model = make(X, np.nansum(X[:, :, 0], axis=1))
+    served = runtime.load(export(model, tmp_path / "m.onnx"))
+    monkeypatch.setattr(runtime, "RAGGED_CHUNK_STEPS", chunk_steps)
+    assert len(X) >= runtime.RAGGED_MIN_ROWS  # the chunked path
+    got, expected = getattr(served, method)(X), getattr(model, method)(X)
+    if got.dtype.kind in "fc":
+        np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5)
+    else:
+        np.testing.assert_array_equal(got, expected)
+
+
+def test_runtime_per_step_outputs_keep_nan_padding_when_chunked(many_ragged, tmp_path, monkeypatch):
+    from seqpipe import runtime
+    from seqpipe.onnx import export
+
+    X, lengths = many_ragged
+    y = np.cumsum(np.nan_to_num(X[:, :, :1]), axis=1)
+    y[np.isnan(X[:, :, :1])] = np.nan
+    model = LSTMRegressor("lstm", epochs=2, random_state=0).fit(X, y)
+    served = runtime.load(export(model, tmp_path / "m.onnx"))
+    monkeypatch.setattr(runtime, "RAGGED_CHUNK_STEPS", 50)
+    got = served.predict(X)
+    assert got.shape == (len(X), X.shape[1], 1)
+    np.testing.assert_allclose(got, model.predict(X), rtol=1e-4, atol=1e-5)  # NaN where NaN
+    for row, length in zip(got[:, :, 0], lengths, strict=True):
+        assert np.isnan(row[length:]).all() and np.isfinite(row[:length]).all()
