@@ -143,3 +143,30 @@ def test_runtime_per_step_outputs_keep_nan_padding_when_chunked(many_ragged, tmp
     np.testing.assert_allclose(got, model.predict(X), rtol=1e-4, atol=1e-5)  # NaN where NaN
     for row, length in zip(got[:, :, 0], lengths, strict=True):
         assert np.isnan(row[length:]).all() and np.isfinite(row[:length]).all()
+
+
+def test_runtime_keeps_one_call_for_little_padding_and_small_batches(
+    many_ragged, tmp_path, monkeypatch
+):
+    from seqpipe import runtime
+    from seqpipe.onnx import export
+
+    X, _ = many_ragged
+    model = LSTMRegressor("lstm", epochs=1, random_state=0).fit(X, np.nansum(X[:, :, 0], axis=1))
+    served = runtime.load(export(model, tmp_path / "m.onnx"))
+    calls = []
+    run = served._run
+    served._run = lambda names, feeds: (
+        calls.append(len(feeds[served.input_name])) or run(names, feeds)
+    )
+    full = np.nan_to_num(X)  # no padding
+    nearly = full.copy()
+    nearly[0, -1] = np.nan  # one step short in one row: little padding
+    for batch in (full, nearly, X[: runtime.RAGGED_MIN_ROWS - 1]):
+        calls.clear()
+        served.predict(batch)
+        assert calls == [len(batch)]
+    calls.clear()
+    monkeypatch.setattr(runtime, "RAGGED_CHUNK_STEPS", 50)
+    served.predict(X)  # ragged and large enough: chunked
+    assert len(calls) > 1 and sum(calls) == len(X)
