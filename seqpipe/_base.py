@@ -737,10 +737,9 @@ class SequenceModelBase(BaseEstimator):
         Rows go through in chunks (memory is ``X`` plus one chunk, see
         :func:`~seqpipe._chunks.length_sorted_chunks`). Ragged rows are taken in order
         of length, and each chunk is cut after its own longest sequence, as training
-        cuts its batches:
-        padding costs no time (``bench/ragged_predict.py``). Outputs per time step
-        keep ``X``'s time axis; steps after a chunk's cut are 0, padding that the
-        callers mask.
+        cuts its batches: padding costs no time (``bench/ragged_predict.py``).
+        Outputs per time step keep ``X``'s time axis; steps after a chunk's cut are
+        0, padding that the callers mask.
         """
         module = self.module_
         module.eval()

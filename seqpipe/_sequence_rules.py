@@ -262,6 +262,19 @@ def check_padding(X: np.ndarray, *, first_sample: int = 0) -> None:
     _padding(X, first_sample)
 
 
+def sequence_lengths(X: np.ndarray) -> np.ndarray:
+    """Each sequence's length in a validated ``(n, T, F)`` batch: ``T`` minus its
+    trailing all-NaN padding steps (validation allows no other all-NaN step).
+
+    Examples
+    --------
+    >>> X = np.ones((2, 3, 1)); X[1, 2:] = np.nan
+    >>> sequence_lengths(X).tolist()
+    [3, 2]
+    """
+    return X.shape[1] - np.isnan(X).all(axis=2).sum(axis=1)
+
+
 def _padding(X: np.ndarray, first_sample: int) -> np.ndarray:
     """The ``(n, T)`` padding mask of ``X``, after checking the NaN rule."""
     nan = np.isnan(X)

@@ -41,6 +41,7 @@ from seqpipe import _format as fmt
 from seqpipe._chunks import length_sorted_chunks
 from seqpipe._file_contract import FileContract, read_contract
 from seqpipe._runtime_checks import CPU, check_batch, resolve_providers, wants_cuda
+from seqpipe._sequence_rules import sequence_lengths
 from seqpipe._session_cache import (
     SessionCache,
     SessionCacheInfo,
@@ -484,8 +485,7 @@ class OnnxSequenceModel:
         bound = self.max_timesteps
         if bound is not None and X.shape[1] > bound:
             # Steps past the bound are fine while they are padding (the graph cuts them).
-            data = ~np.isnan(X).all(axis=2)
-            longest = int((X.shape[1] - np.argmax(data[:, ::-1], axis=1)).max())
+            longest = int(sequence_lengths(X).max())
             if longest > bound:
                 raise ValueError(
                     f"this model reads at most max_timesteps={bound} steps per sequence "
@@ -518,8 +518,7 @@ class OnnxSequenceModel:
             or not np.isnan(X[:, -1]).any()
         ):
             return self._run(names, self._feeds(X))
-        observed = ~np.isnan(X).all(axis=2)
-        lengths = steps - np.argmax(observed[:, ::-1], axis=1)
+        lengths = sequence_lengths(X)
         if lengths.sum() > RAGGED_MIN_FILL * n * steps:
             # Little padding: several calls over long series would cost more than it.
             return self._run(names, self._feeds(X))
